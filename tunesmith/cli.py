@@ -1,0 +1,164 @@
+"""The `tunesmith` command: train / sft / pt / plan / args / version / env (and the commands engines add)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tunesmith.utils.errors import TunesmithError
+
+USAGE = """usage: tunesmith COMMAND [CONFIG.yaml] [key=value | --key value ...]
+
+commands:
+  train CONFIG [overrides]   train (the stage comes from the config, default sft)
+  sft [CONFIG] [overrides]   train with stage=sft (accepts an ms-swift style `--model ... --dataset ...` line)
+  pt [CONFIG] [overrides]    train with stage=pt (continued pre-training on plain text)
+  plan CONFIG [--json]       resolved config and derived numbers (world size, accumulation, steps, warmup)
+  args [--json]              every argument: name, aliases, type, default, help, spec sources
+  version                    the tunesmith version
+  env                        versions of the libraries and what this machine can use
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """A subcommand: its handler, the flags it takes for itself (not config overrides) and a one-line help."""
+
+    run: Callable[[str | None, list[str], dict[str, Any]], int]
+    flags: dict[str, bool]  # flag -> takes a value
+    help: str
+
+
+def split_args(argv: list[str], flags: dict[str, bool]) -> tuple[str | None, list[str], dict[str, Any]]:
+    """Separate the config path, the command's own flags and the config overrides."""
+    config, overrides, options = None, [], {}
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        name = token.split("=", 1)[0]
+        if name in flags:
+            if flags[name]:
+                if "=" in token:
+                    options[name] = token.split("=", 1)[1]
+                elif i + 1 < len(argv):
+                    options[name] = argv[i + 1]
+                    i += 1
+                else:
+                    raise TunesmithError(f"{name} needs a value")
+            else:
+                options[name] = True
+        elif config is None and not overrides and _looks_like_config(token):
+            config = token
+        else:
+            overrides.append(token)
+        i += 1
+    return config, overrides, options
+
+
+def _looks_like_config(token: str) -> bool:
+    return not token.startswith("-") and "=" not in token and Path(token).suffix.lower() in (".yaml", ".yml", ".json")
+
+
+def _load(config: str | None, overrides: list[str]):
+    from tunesmith.config import load_config
+
+    return load_config(config, overrides)
+
+
+def cmd_train(config: str | None, overrides: list[str], options: dict[str, Any], stage: str | None = None) -> int:
+    """Load and validate the config, start more processes if asked, then run the stage's recipe."""
+    if stage is not None:
+        overrides = [*overrides, f"stage={stage}"]
+    cfg = _load(config, overrides)
+    from tunesmith.recipes import run_recipe
+
+    run_recipe(cfg)
+    return 0
+
+
+def cmd_plan(config: str | None, overrides: list[str], options: dict[str, Any]) -> int:
+    """Print the resolved config and the derived numbers."""
+    from tunesmith.planning import describe_plan
+
+    cfg = _load(config, overrides)
+    report = describe_plan(cfg, count_data=not options.get("--no-data"))
+    if options.get("--json"):
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        print(_format_plan(report))
+    return 0
+
+
+def _format_plan(report: dict[str, Any]) -> str:
+    lines = ["derived:"]
+    lines += [f"  {k}: {v}" for k, v in report["derived"].items()]
+    for section, values in report["config"].items():
+        lines.append(f"{section}:")
+        lines += [f"  {k}: {v!r}" for k, v in values.items() if k in report["set"]]
+    lines.append("(only arguments you set are listed; `--json` shows every value)")
+    return "\n".join(lines)
+
+
+def cmd_args(config: str | None, overrides: list[str], options: dict[str, Any]) -> int:
+    """List every argument (name, aliases, type, default, help, sources)."""
+    from tunesmith.config.catalog import argument_catalog, format_catalog
+
+    entries = argument_catalog()
+    print(json.dumps(entries, indent=2, default=str) if options.get("--json") else format_catalog(entries))
+    return 0
+
+
+def cmd_version(config: str | None, overrides: list[str], options: dict[str, Any]) -> int:
+    """Print the version."""
+    from tunesmith import __version__
+
+    print(f"tunesmith {__version__}")
+    return 0
+
+
+def cmd_env(config: str | None, overrides: list[str], options: dict[str, Any]) -> int:
+    """Print library versions and the devices this machine offers."""
+    from tunesmith.utils.environment import environment_report
+
+    for key, value in environment_report().items():
+        print(f"{key}: {value}")
+    return 0
+
+
+COMMANDS: dict[str, Command] = {
+    "train": Command(cmd_train, {}, "train"),
+    "sft": Command(lambda c, o, p: cmd_train(c, o, p, stage="sft"), {}, "train with stage=sft"),
+    "pt": Command(lambda c, o, p: cmd_train(c, o, p, stage="pt"), {}, "train with stage=pt"),
+    "plan": Command(cmd_plan, {"--json": False, "--no-data": False}, "derived numbers"),
+    "args": Command(cmd_args, {"--json": False}, "list arguments"),
+    "version": Command(cmd_version, {}, "version"),
+    "env": Command(cmd_env, {}, "environment"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `tunesmith` command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    command = COMMANDS.get(argv[0])
+    if command is None:
+        print(f"tunesmith: unknown command {argv[0]!r}\n{USAGE}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="[tunesmith] %(message)s")
+    try:
+        config, overrides, options = split_args(argv[1:], command.flags)
+        return command.run(config, overrides, options)
+    except TunesmithError as exc:
+        print(f"tunesmith: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

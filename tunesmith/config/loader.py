@@ -1,0 +1,171 @@
+"""Load a config: file + command-line overrides -> aliases resolved -> typed, checked `TunesmithConfig`."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import logging
+import typing
+from pathlib import Path
+from typing import Any
+
+from tunesmith.config.coerce import coerce_value
+from tunesmith.config.schema import alias_table, fields_by_name, normalize_key, section_classes
+from tunesmith.config.sources import Setting, parse_overrides, read_file
+from tunesmith.utils.errors import ConfigError
+
+logger = logging.getLogger("tunesmith")
+
+
+@dataclasses.dataclass
+class TunesmithConfig:
+    """The five argument sections, plus where each explicitly set argument came from."""
+
+    model: Any
+    data: Any
+    train: Any
+    parallel: Any
+    profiling: Any
+    origins: dict[str, str] = dataclasses.field(default_factory=dict)  # canonical name -> "key at origin"
+    config_path: str | None = None
+
+    def sections(self) -> dict[str, Any]:
+        """Section name -> argument dataclass instance."""
+        return {name: getattr(self, name) for name in section_classes()}
+
+    def get(self, name: str) -> Any:
+        """The value of canonical argument `name`, whatever its section."""
+        return getattr(getattr(self, fields_by_name()[name].section), name)
+
+    def is_set(self, name: str) -> bool:
+        """True when the user set canonical argument `name` (under any alias)."""
+        return name in self.origins
+
+    def where(self, name: str) -> str:
+        """How the user set `name`, e.g. `'lr' (config.yaml line 4)`, or `name` when left at its default."""
+        return self.origins.get(name, name)
+
+
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None, *, validate: bool = True
+) -> TunesmithConfig:
+    """Read `path` (YAML/JSON, optional) and `overrides`, resolve aliases, coerce and validate."""
+    settings = read_file(path) if path is not None else []
+    settings += parse_overrides(list(overrides or []))
+    chosen = resolve_settings(settings)
+    cfg = build_config(chosen)
+    cfg.config_path = str(path) if path is not None else None
+    if validate:
+        from tunesmith.config.validate import validate_config
+
+        validate_config(cfg)
+    return cfg
+
+
+def resolve_settings(settings: list[Setting]) -> dict[str, Setting]:
+    """Canonical name -> the setting that wins; two aliases of one argument with different values conflict."""
+    table = alias_table()
+    chosen: dict[str, Setting] = {}
+    for setting in _merge_dotted(settings):
+        key = normalize_key(setting.key)
+        if key not in table:
+            raise ConfigError(_unknown_key_message(setting, key, table))
+        canonical = table[key]
+        previous = chosen.get(canonical)
+        if previous is not None and previous.layer == setting.layer and normalize_key(previous.key) != key:
+            if check_value(canonical, previous.value) != check_value(canonical, setting.value):
+                raise ConfigError(
+                    f"conflicting values for {canonical!r}: {previous.key!r}={previous.value!r} ({previous.origin}) "
+                    f"and {setting.key!r}={setting.value!r} ({setting.origin}); keep one of them"
+                )
+        chosen[canonical] = setting
+    return chosen
+
+
+def _merge_dotted(settings: list[Setting]) -> list[Setting]:
+    """`dist_config.name=fsdp2` on the command line -> merged into the mapping under `dist_config`."""
+    merged: list[Setting] = []
+    nested: dict[tuple[str, int], dict[str, Any]] = {}
+    for setting in settings:
+        if "." not in setting.key or setting.layer == 0:
+            merged.append(setting)
+            continue
+        head, sub = setting.key.split(".", 1)
+        target = nested.get((head, setting.layer))
+        if target is None:
+            target = nested[(head, setting.layer)] = {}
+            merged.append(Setting(head, target, setting.origin, setting.layer))
+        target[sub] = setting.value
+    return merged
+
+
+def _unknown_key_message(setting: Setting, key: str, table: dict[str, str]) -> str:
+    close = difflib.get_close_matches(key, list(table), n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else "; run `tunesmith args` for the list of arguments"
+    return f"unknown key {setting.key!r} ({setting.origin}){hint}"
+
+
+def build_config(chosen: dict[str, Setting]) -> TunesmithConfig:
+    """Instantiate the sections from the chosen settings, coercing and range-checking each value."""
+    fields = fields_by_name()
+    values: dict[str, dict[str, Any]] = {section: {} for section in section_classes()}
+    origins: dict[str, str] = {}
+    for name, setting in chosen.items():
+        entry = fields[name]
+        where = f"{setting.key!r} ({setting.origin})"
+        values[entry.section][name] = check_value(name, setting.value, where)
+        origins[name] = where
+        if entry.info.obsolete:
+            logger.warning("%s is obsolete and has no effect: %s", setting.key, entry.info.obsolete)
+    sections = {section: cls(**values[section]) for section, cls in section_classes().items()}
+    return TunesmithConfig(**sections, origins=origins)
+
+
+def check_value(name: str, value: Any, where: str | None = None) -> Any:
+    """Apply value aliases, coerce to the declared type and check choices and range; `where` names the key."""
+    entry = fields_by_name()[name]
+    info = entry.info
+    where = where or repr(name)
+    if value is None and not _admits_none(entry.hint):
+        return entry.default  # `max_steps: null` (LLaMA-Factory style) means "not set"
+    if info.value_aliases and _hashable(value) and value in info.value_aliases:
+        value = info.value_aliases[value]
+    value = coerce_value(value, entry.hint, where)
+    if isinstance(value, str) and info.value_aliases and value in info.value_aliases:
+        value = info.value_aliases[value]
+    _check_choices(value, info.choices, where)
+    _check_range(value, info, where)
+    return value
+
+
+def _admits_none(hint: Any) -> bool:
+    return hint is Any or type(None) in typing.get_args(hint)
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _check_choices(value: Any, choices: tuple[Any, ...] | None, where: str) -> None:
+    if choices is None or value is None:
+        return
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        if item not in choices:
+            allowed = ", ".join(str(c) for c in choices)
+            raise ConfigError(f"{where}: {item!r} is not allowed; choose one of: {allowed}")
+
+
+def _check_range(value: Any, info: Any, where: str) -> None:
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+        return
+    low, high = info.minimum, info.maximum
+    if low is not None and (value < low or (info.exclusive_minimum and value == low)):
+        op = ">" if info.exclusive_minimum else ">="
+        raise ConfigError(f"{where}: {value!r} is out of range; must be {op} {low}")
+    if high is not None and value > high:
+        raise ConfigError(f"{where}: {value!r} is out of range; must be <= {high}")
