@@ -55,7 +55,19 @@ def test_plan_prints_derived_numbers(tmp_path, capsys):
 def test_plan_json_with_world_size(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("NPROC_PER_NODE", "4")
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    assert main(["plan", "model=builtin:tiny", "global_batch_size=32", "micro_batch_size=2", "--json", "--no-data"]) == 0
+    assert (
+        main(
+            [
+                "plan",
+                "model=builtin:tiny",
+                "global_batch_size=32",
+                "micro_batch_size=2",
+                "--json",
+                "--no-data",
+            ]
+        )
+        == 0
+    )
     derived = json.loads(capsys.readouterr().out)["derived"]
     assert derived["world_size"] == 4 and derived["gradient_accumulation_steps"] == 4
 
@@ -76,5 +88,7 @@ def test_split_args_separates_config_flags_and_overrides():
 
 
 def test_console_script_runs():
-    out = subprocess.run([sys.executable, "-m", "tunesmith.cli", "version"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "tunesmith.cli", "version"], capture_output=True, text=True, check=True
+    )
     assert __version__ in out.stdout

@@ -35,7 +35,9 @@ def test_json_file(tmp_path):
 
 def test_sectioned_yaml_is_flattened(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("model:\n  model_name_or_path: builtin:tiny\ntraining:\n  lr: 2.0e-5\nparallel:\n  tp_size: 1\n")
+    path.write_text(
+        "model:\n  model_name_or_path: builtin:tiny\ntraining:\n  lr: 2.0e-5\nparallel:\n  tp_size: 1\n"
+    )
     cfg = load_config(path, [])
     assert cfg.train.learning_rate == pytest.approx(2e-5)
 
@@ -60,7 +62,14 @@ def test_bare_flag_means_true():
 
 
 def test_aliases_resolve_to_canonical():
-    cfg = load("lr=1e-3", "micro_batch_size=2", "max_length=512", "recompute=true", "optimizer=adamw", "train_type=lora")
+    cfg = load(
+        "lr=1e-3",
+        "micro_batch_size=2",
+        "max_length=512",
+        "recompute=true",
+        "optimizer=adamw",
+        "train_type=lora",
+    )
     assert cfg.train.learning_rate == pytest.approx(1e-3)
     assert cfg.train.per_device_train_batch_size == 2
     assert cfg.data.cutoff_len == 512
@@ -85,12 +94,16 @@ def test_same_value_under_two_aliases_is_fine():
 def test_unknown_key_suggests(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("model: builtin:tiny\nlerning_rate: 1.0e-4\n")
-    with pytest.raises(ConfigError, match=r"unknown key 'lerning_rate' \(c.yaml line 2\); did you mean 'learning_rate'"):
+    with pytest.raises(
+        ConfigError, match=r"unknown key 'lerning_rate' \(c.yaml line 2\); did you mean 'learning_rate'"
+    ):
         load_config(path, [])
 
 
 def test_wrong_type_names_key_and_type():
-    with pytest.raises(ConfigError, match=r"'per_device_train_batch_size' \(command line\): expected int, got 'four'"):
+    with pytest.raises(
+        ConfigError, match=r"'per_device_train_batch_size' \(command line\): expected int, got 'four'"
+    ):
         load("per_device_train_batch_size=four")
 
 
@@ -100,7 +113,9 @@ def test_out_of_range_names_key():
 
 
 def test_bad_choice_lists_allowed():
-    with pytest.raises(ConfigError, match=r"'lr_scheduler_type'.*'sawtooth' is not allowed; choose one of: .*cosine"):
+    with pytest.raises(
+        ConfigError, match=r"'lr_scheduler_type'.*'sawtooth' is not allowed; choose one of: .*cosine"
+    ):
         load("lr_scheduler_type=sawtooth")
 
 

@@ -39,10 +39,13 @@ def load(*overrides: str):
         (["split=90,10"], r"'split'.*three non-negative weights"),
         (["dist_config={}"], r"'dist_config'.*'name' is required"),
         (['dist_config={"name": "fsdp3"}'], r"unknown plugin 'fsdp3' \(did you mean 'fsdp2'\?\)"),
-        (['dist_config={"name": "fsdp2", "reshard": true}'], r"dist_config.*fsdp2: unknown parameter 'reshard'"),
+        (
+            ['dist_config={"name": "fsdp2", "reshard": true}'],
+            r"dist_config.*fsdp2: unknown parameter 'reshard'",
+        ),
         (['dist_config={"name": "fsdp2", "offload_params": "maybe"}'], r"offload_params: expected bool"),
         (['dist_config={"name": "deepspeed"}'], r"parameter 'config_file' is required"),
-        (['deepspeed=ds.json', 'dist_config={"name": "fsdp2"}'], r"'deepspeed'.*'dist_config'.*different"),
+        (["deepspeed=ds.json", 'dist_config={"name": "fsdp2"}'], r"'deepspeed'.*'dist_config'.*different"),
         (["deepspeed=ds.json", "fsdp=full_shard"], r"'deepspeed'.*'fsdp'.*different"),
         (["batching_strategy=zigzag"], r"'batching_strategy'.*'zigzag' is not allowed"),
         (["model_name_or_path="], r"model_name_or_path \(or model\) is required"),
@@ -58,18 +61,25 @@ def test_global_batch_size_derives_accumulation():
     assert cfg.train.gradient_accumulation_steps == 8
 
 
-def test_global_batch_size_must_divide():
-    cfg = load("global_batch_size=30", "micro_batch_size=4", "tp_size=1")
-    with pytest.raises(ConfigError, match=r"'global_batch_size'.*30 is not divisible by data-parallel size \(2\)"):
-        check_parallel_sizes(cfg, world_size=2)
+def test_global_batch_size_must_divide(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(
+        ConfigError, match=r"'global_batch_size'.*30 is not divisible by data-parallel size \(2\)"
+    ):
+        load("global_batch_size=30", "micro_batch_size=4")
+    cfg = load("global_batch_size=32", "micro_batch_size=4")
+    assert cfg.train.gradient_accumulation_steps == 4
 
 
 def test_global_batch_size_against_explicit_accumulation():
-    with pytest.raises(ConfigError, match=r"implies gradient_accumulation_steps=8.*'gradient_accumulation_steps'"):
+    with pytest.raises(
+        ConfigError, match=r"implies gradient_accumulation_steps=8.*'gradient_accumulation_steps'"
+    ):
         load("global_batch_size=32", "micro_batch_size=4", "gradient_accumulation_steps=2")
 
 
-def test_parallel_sizes_must_tile_world():
+def test_parallel_sizes_must_tile_world(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "4")
     cfg = load("tp_size=2", "cp_size=2")
     with pytest.raises(ConfigError, match=r"'tp_size'.*\(2\) x 'cp_size'.*does not divide the world size 6"):
         check_parallel_sizes(cfg, world_size=6)

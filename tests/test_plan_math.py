@@ -15,7 +15,9 @@ from tunesmith.config.plan import micro_batches_per_rank, step_plan, warmup_for
 @pytest.fixture(scope="module")
 def hf_trainer(tmp_path_factory):
     model = LlamaForCausalLM(
-        LlamaConfig(vocab_size=32, hidden_size=8, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2)
+        LlamaConfig(
+            vocab_size=32, hidden_size=8, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2
+        )
     )
     args = TrainingArguments(output_dir=str(tmp_path_factory.mktemp("hf")), report_to="none", use_cpu=True)
     return Trainer(model=model, args=args)

@@ -61,7 +61,11 @@ def split_args(argv: list[str], flags: dict[str, bool]) -> tuple[str | None, lis
 
 
 def _looks_like_config(token: str) -> bool:
-    return not token.startswith("-") and "=" not in token and Path(token).suffix.lower() in (".yaml", ".yml", ".json")
+    return (
+        not token.startswith("-")
+        and "=" not in token
+        and Path(token).suffix.lower() in (".yaml", ".yml", ".json")
+    )
 
 
 def _load(config: str | None, overrides: list[str]):
@@ -70,7 +74,9 @@ def _load(config: str | None, overrides: list[str]):
     return load_config(config, overrides)
 
 
-def cmd_train(config: str | None, overrides: list[str], options: dict[str, Any], stage: str | None = None) -> int:
+def cmd_train(
+    config: str | None, overrides: list[str], options: dict[str, Any], stage: str | None = None
+) -> int:
     """Load and validate the config, start more processes if asked, then run the stage's recipe."""
     if stage is not None:
         overrides = [*overrides, f"stage={stage}"]

@@ -20,7 +20,9 @@ def count_micro_batches(cfg: TunesmithConfig, world_size: int) -> tuple[int, int
 
     tokenizer = load_tokenizer(cfg)
     bundle = build_datasets(cfg, tokenizer)
-    batcher = build_batcher(cfg, bundle.train, tokenizer, rank=0, world_size=data_parallel_size(cfg, world_size))
+    batcher = build_batcher(
+        cfg, bundle.train, tokenizer, rank=0, world_size=data_parallel_size(cfg, world_size)
+    )
     return len(bundle.train), len(batcher)
 
 

@@ -64,6 +64,8 @@ def _coerce(value: Any, hint: Any) -> Any:
 def _coerce_union(value: Any, members: tuple[Any, ...]) -> Any:
     if type(None) in members and (value is None or (isinstance(value, str) and value in _NONE_WORDS)):
         return None
+    if isinstance(value, str) and "," in value and any(typing.get_origin(m) is list for m in members):
+        value = [part.strip() for part in value.split(",") if part.strip()]  # "q_proj,v_proj" is a list
     ordered = sorted((m for m in members if m is not type(None)), key=_union_priority(value))
     for member in ordered:
         try:

@@ -72,14 +72,20 @@ def resolve_settings(settings: list[Setting]) -> dict[str, Setting]:
             raise ConfigError(_unknown_key_message(setting, key, table))
         canonical = table[key]
         previous = chosen.get(canonical)
-        if previous is not None and previous.layer == setting.layer and normalize_key(previous.key) != key:
-            if check_value(canonical, previous.value) != check_value(canonical, setting.value):
-                raise ConfigError(
-                    f"conflicting values for {canonical!r}: {previous.key!r}={previous.value!r} ({previous.origin}) "
-                    f"and {setting.key!r}={setting.value!r} ({setting.origin}); keep one of them"
-                )
+        if previous is not None and _conflict(canonical, previous, setting):
+            raise ConfigError(
+                f"conflicting values for {canonical!r}: {previous.key!r}={previous.value!r} ({previous.origin}) "
+                f"and {setting.key!r}={setting.value!r} ({setting.origin}); keep one of them"
+            )
         chosen[canonical] = setting
     return chosen
+
+
+def _conflict(canonical: str, previous: Setting, setting: Setting) -> bool:
+    """Two different keys for one argument in the same layer (file, or command line) with different values."""
+    if previous.layer != setting.layer or normalize_key(previous.key) == normalize_key(setting.key):
+        return False
+    return check_value(canonical, previous.value) != check_value(canonical, setting.value)
 
 
 def _merge_dotted(settings: list[Setting]) -> list[Setting]:

@@ -60,7 +60,9 @@ def step_plan(
         else:
             max_steps = math.ceil(num_train_epochs * per_epoch)
             epochs = math.ceil(num_train_epochs)
-    return StepPlan(micro_batches or 0, per_epoch, max_steps, epochs, warmup_for(max_steps, warmup_steps, warmup_ratio))
+    return StepPlan(
+        micro_batches or 0, per_epoch, max_steps, epochs, warmup_for(max_steps, warmup_steps, warmup_ratio)
+    )
 
 
 def warmup_for(max_steps: int, warmup_steps: float, warmup_ratio: float) -> int:

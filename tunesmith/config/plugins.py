@@ -95,7 +95,9 @@ class Registry:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping with a 'name' key, got {type(value).__name__}")
         if not value.get("name"):
-            raise ConfigError(f"{key}: 'name' is required; known {self.family} plugins: {', '.join(self.names())}")
+            raise ConfigError(
+                f"{key}: 'name' is required; known {self.family} plugins: {', '.join(self.names())}"
+            )
         plugin = self.get(str(value["name"]))
         given = {k: v for k, v in value.items() if k != "name"}
         return PluginSpec(plugin.name, build_params(plugin.params, given, f"{key}.{plugin.name}"))
@@ -109,7 +111,9 @@ def build_params(cls: type, given: dict[str, Any], key: str) -> Any:
     unknown = [k for k in given if k not in fields]
     if unknown:
         name = unknown[0]
-        raise ConfigError(f"{key}: unknown parameter {name!r}{_suggest(name, fields)}; known: {', '.join(fields)}")
+        raise ConfigError(
+            f"{key}: unknown parameter {name!r}{_suggest(name, fields)}; known: {', '.join(fields)}"
+        )
     hints = _type_hints(cls)
     values = {k: coerce_value(v, hints[k], f"{key}.{k}") for k, v in given.items()}
     missing = [
@@ -144,7 +148,7 @@ def import_plugin_modules(modules: Iterable[str]) -> None:
 
 # Modules whose import registers the built-in plugins (imported by name so the config layer does not import
 # the engines at module load).
-BUILTIN_PLUGIN_MODULES: list[str] = []
+BUILTIN_PLUGIN_MODULES: list[str] = ["tunesmith.train.optim_plugins", "tunesmith.train.schedulers"]
 
 DIST = Registry("dist_config")
 OPTIM = Registry("optim_config")

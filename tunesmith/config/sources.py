@@ -56,7 +56,8 @@ def read_file(path: str | Path) -> list[Setting]:
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path.name!r}: expected a mapping of key: value at the top level")
     return [
-        Setting(key, value, f"{path.name} line {lines.get(key, '?')}", 0) for key, value in _flatten(data, path.name)
+        Setting(key, value, f"{path.name} line {lines.get(key, '?')}", 0)
+        for key, value in _flatten(data, path.name)
     ]
 
 
@@ -79,7 +80,9 @@ def _parse_yaml(text: str, path: Path) -> tuple[Any, dict[str, int]]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"config file {path.name}{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+        raise ConfigError(
+            f"config file {path.name}{where}: invalid YAML: {getattr(exc, 'problem', exc)}"
+        ) from None
     return data, _yaml_lines(root)
 
 

@@ -8,7 +8,6 @@ from typing import Any
 
 from tunesmith.config.loader import TunesmithConfig
 from tunesmith.config.plugins import (
-    BATCHING,
     BUILTIN_PLUGIN_MODULES,
     DIST,
     LR_SCHEDULER,
@@ -53,14 +52,20 @@ def _streaming(cfg: TunesmithConfig) -> None:
     if data.max_samples is not None:
         raise _both(cfg, "streaming", "max_samples", "a stream has no length to truncate; use max_steps")
     if isinstance(data.val_size, float) and not float(data.val_size).is_integer():
-        raise ConfigError(f"{cfg.where('val_size')}: with streaming, val_size must be a whole number of examples")
+        raise ConfigError(
+            f"{cfg.where('val_size')}: with streaming, val_size must be a whole number of examples"
+        )
     if cfg.train.max_steps <= 0:
-        raise ConfigError(f"{cfg.where('streaming')}: streaming needs max_steps > 0 (a stream has no epoch length)")
+        raise ConfigError(
+            f"{cfg.where('streaming')}: streaming needs max_steps > 0 (a stream has no epoch length)"
+        )
 
 
 def _eval_split(cfg: TunesmithConfig) -> None:
     if cfg.data.eval_dataset is not None and cfg.data.val_size:
-        raise _both(cfg, "eval_dataset", "val_size", "either name an eval dataset or split one off the train set")
+        raise _both(
+            cfg, "eval_dataset", "val_size", "either name an eval dataset or split one off the train set"
+        )
 
 
 def _masking(cfg: TunesmithConfig) -> None:
@@ -91,7 +96,9 @@ def _best_model(cfg: TunesmithConfig) -> None:
     if not train.load_best_model_at_end:
         return
     if train.eval_strategy == "no":
-        raise ConfigError(f"{cfg.where('load_best_model_at_end')}: needs eval_strategy 'steps' or 'epoch', not 'no'")
+        raise ConfigError(
+            f"{cfg.where('load_best_model_at_end')}: needs eval_strategy 'steps' or 'epoch', not 'no'"
+        )
     if train.save_strategy not in (train.eval_strategy, "best"):
         raise ConfigError(
             f"{cfg.where('load_best_model_at_end')}: save_strategy ({train.save_strategy!r}) must match "
@@ -113,7 +120,9 @@ def _not_multiple(save: float, every: float | None) -> bool:
 
 def _fsdp_modules(cfg: TunesmithConfig) -> None:
     if not cfg.parallel.fsdp_modules:
-        raise ConfigError(f"{cfg.where('fsdp_modules')}: must list at least one module pattern, e.g. model.layers.{{}}")
+        raise ConfigError(
+            f"{cfg.where('fsdp_modules')}: must list at least one module pattern, e.g. model.layers.{{}}"
+        )
 
 
 def _interleave(cfg: TunesmithConfig) -> None:
@@ -127,9 +136,13 @@ def _interleave(cfg: TunesmithConfig) -> None:
     try:
         probs = [float(p) for p in str(data.interleave_probs).split(",")]
     except ValueError:
-        raise ConfigError(f"{cfg.where('interleave_probs')}: expected comma-separated numbers, e.g. 0.7,0.3") from None
+        raise ConfigError(
+            f"{cfg.where('interleave_probs')}: expected comma-separated numbers, e.g. 0.7,0.3"
+        ) from None
     if any(p < 0 for p in probs) or abs(sum(probs) - 1.0) > 1e-6:
-        raise ConfigError(f"{cfg.where('interleave_probs')}: probabilities must be >= 0 and sum to 1, got {probs}")
+        raise ConfigError(
+            f"{cfg.where('interleave_probs')}: probabilities must be >= 0 and sum to 1, got {probs}"
+        )
 
 
 def _split(cfg: TunesmithConfig) -> None:
@@ -139,21 +152,28 @@ def _split(cfg: TunesmithConfig) -> None:
     except ValueError:
         weights = []
     if len(weights) != 3 or any(w < 0 for w in weights) or sum(weights) <= 0:
-        raise ConfigError(f"{cfg.where('split')}: expected three non-negative weights 'train,valid,test', e.g. 98,2,0")
+        raise ConfigError(
+            f"{cfg.where('split')}: expected three non-negative weights 'train,valid,test', e.g. 98,2,0"
+        )
 
 
 def _plugins(cfg: TunesmithConfig) -> None:
     train = cfg.train
     _resolve_dist_config(cfg)
-    for key, registry in (("dist_config", DIST), ("optim_config", OPTIM), ("lr_scheduler_config", LR_SCHEDULER)):
+    for key, registry in (
+        ("dist_config", DIST),
+        ("optim_config", OPTIM),
+        ("lr_scheduler_config", LR_SCHEDULER),
+    ):
         value = getattr(train, key)
         if value is not None:
             setattr(train, key, registry.parse(value, cfg.where(key)))
     if train.optim_config is not None and cfg.is_set("optim"):
         raise _both(cfg, "optim", "optim_config", "optim_config chooses the optimizer; drop one")
     if train.lr_scheduler_config is not None and cfg.is_set("lr_scheduler_type"):
-        raise _both(cfg, "lr_scheduler_type", "lr_scheduler_config", "lr_scheduler_config chooses the schedule")
-    BATCHING.get(train.batching_strategy)
+        raise _both(
+            cfg, "lr_scheduler_type", "lr_scheduler_config", "lr_scheduler_config chooses the schedule"
+        )
 
 
 def _resolve_dist_config(cfg: TunesmithConfig) -> None:
@@ -170,7 +190,11 @@ def _resolve_dist_config(cfg: TunesmithConfig) -> None:
     if len(names) > 1:
         raise _both(cfg, implied[0][0], implied[-1][0], "they choose different distributed engines")
     if implied and train.dist_config is not None:
-        given = train.dist_config.name if isinstance(train.dist_config, PluginSpec) else train.dist_config.get("name")
+        given = (
+            train.dist_config.name
+            if isinstance(train.dist_config, PluginSpec)
+            else train.dist_config.get("name")
+        )
         if given != implied[0][1]["name"]:
             raise _both(cfg, implied[0][0], "dist_config", "they choose different distributed engines")
     if implied and train.dist_config is None:
@@ -196,7 +220,9 @@ def check_parallel_sizes(cfg: TunesmithConfig, world_size: int) -> None:
     dp = data_parallel_size(cfg, world_size)
     par = cfg.parallel
     if par.fsdp_size > 1 and dp % par.fsdp_size:
-        raise ConfigError(f"{cfg.where('fsdp_size')}: {par.fsdp_size} does not divide the data-parallel size {dp}")
+        raise ConfigError(
+            f"{cfg.where('fsdp_size')}: {par.fsdp_size} does not divide the data-parallel size {dp}"
+        )
     if par.ep_size > 1 and (world_size // par.tp_size) % par.ep_size:
         raise ConfigError(
             f"{cfg.where('ep_size')}: {par.ep_size} does not divide world size / tp_size = {world_size // par.tp_size}"
