@@ -123,3 +123,9 @@ def test_user_plugin_module(tmp_path, monkeypatch):
     assert cfg.train.optim_config.params.momentum == 0.5
     with pytest.raises(ConfigError, match=r"cannot import 'no_such_module'"):
         load("plugin_modules=no_such_module")
+
+
+def test_compile_backend_turns_compile_on():
+    assert load("torch_compile_backend=inductor").train.torch_compile is True
+    assert load("torchdynamo=eager").train.torch_compile is True
+    assert load().train.torch_compile is False

@@ -61,6 +61,12 @@ def _streaming(cfg: TunesmithConfig) -> None:
         )
 
 
+def _compile(cfg: TunesmithConfig) -> None:
+    train = cfg.train
+    if train.torch_compile_backend is not None or train.torch_compile_mode is not None:
+        train.torch_compile = True  # as transformers does
+
+
 def _eval_split(cfg: TunesmithConfig) -> None:
     if cfg.data.eval_dataset is not None and cfg.data.val_size:
         raise _both(
@@ -262,6 +268,7 @@ RULES: list[Callable[[TunesmithConfig], None]] = [
     _required,
     _precision,
     _streaming,
+    _compile,
     _eval_split,
     _masking,
     _packing,

@@ -1,0 +1,9 @@
+"""The five argument dataclasses; every field name is unique across them, so a flat config works."""
+
+from tunesmith.config.arguments.data import DataArguments
+from tunesmith.config.arguments.model import ModelArguments
+from tunesmith.config.arguments.parallel import ParallelArguments
+from tunesmith.config.arguments.profiling import ProfilingArguments
+from tunesmith.config.arguments.training import TrainingArguments
+
+__all__ = ["DataArguments", "ModelArguments", "ParallelArguments", "ProfilingArguments", "TrainingArguments"]
