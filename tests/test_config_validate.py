@@ -44,7 +44,7 @@ def load(*overrides: str):
             r"dist_config.*fsdp2: unknown parameter 'reshard'",
         ),
         (['dist_config={"name": "fsdp2", "offload_params": "maybe"}'], r"offload_params: expected bool"),
-        (['dist_config={"name": "deepspeed"}'], r"parameter 'config_file' is required"),
+        (['dist_config={"name": "deepspeed"}'], r"give exactly one of config_file \(a JSON path\) or config"),
         (["deepspeed=ds.json", 'dist_config={"name": "fsdp2"}'], r"'deepspeed'.*'dist_config'.*different"),
         (["deepspeed=ds.json", "fsdp=full_shard"], r"'deepspeed'.*'fsdp'.*different"),
         (["batching_strategy=zigzag"], r"'batching_strategy'.*'zigzag' is not allowed"),
@@ -85,7 +85,8 @@ def test_parallel_sizes_must_tile_world(monkeypatch):
         check_parallel_sizes(cfg, world_size=6)
 
 
-def test_hf_deepspeed_and_fsdp_become_dist_config():
+def test_hf_deepspeed_and_fsdp_become_dist_config(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
     assert load("deepspeed=ds.json").train.dist_config.params.config_file == "ds.json"
     assert load("fsdp=full_shard auto_wrap").train.dist_config.name == "fsdp2"
     assert load("fsdp_size=2").train.dist_config.name == "fsdp2"
