@@ -1,0 +1,39 @@
+"""Model layer: tokenizer and model loading, vocabulary growth, fine-tuning types, training preparation, saving."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from peft import PeftModel
+from transformers import PreTrainedModel
+
+from tunesmith.model.adapters import apply_finetuning, count_parameters, report_parameters
+from tunesmith.model.checkpointing import enable_checkpointing
+from tunesmith.model.loader import load_model
+from tunesmith.model.neftune import attach_neftune
+from tunesmith.model.saving import save_merged, save_pretrained_output
+from tunesmith.model.tokenizer import load_tokenizer
+
+__all__ = [
+    "count_parameters",
+    "load_model",
+    "load_tokenizer",
+    "prepare_for_training",
+    "report_parameters",
+    "save_merged",
+    "save_pretrained_output",
+]
+
+
+def prepare_for_training(model: PreTrainedModel, cfg: Any) -> PreTrainedModel | PeftModel:
+    """Apply the fine-tuning type (full / freeze / lora / qlora), activation checkpointing
+    (`gradient_checkpointing`, `gradient_checkpointing_kwargs`, `recompute_modules`) and NEFTune
+    (`neftune_noise_alpha`); log the trainable / total parameter counts. Returns the model to train."""
+    train = cfg.train
+    model = apply_finetuning(model, cfg.model, int(train.seed))
+    if train.gradient_checkpointing:
+        enable_checkpointing(model, cfg.parallel.recompute_modules, train.gradient_checkpointing_kwargs)
+    if train.neftune_noise_alpha:
+        attach_neftune(model, train.neftune_noise_alpha)
+    report_parameters(model)
+    return model

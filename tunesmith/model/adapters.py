@@ -1,0 +1,133 @@
+"""Fine-tuning types: which weights train. full (all), freeze (LLaMA-Factory's last/first N layers, optionally only
+some of their modules), lora and qlora (peft LoRA; qlora on a 4-bit base); trainable/total parameter report."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+from transformers import PreTrainedModel
+
+from tunesmith.utils.errors import ConfigError
+
+logger = logging.getLogger("tunesmith")
+
+LAYER_RE = re.compile(r"(?:^|\.)layers\.(\d+)\.([^.]+)")
+
+
+def apply_finetuning(model: PreTrainedModel, margs: Any, seed: int) -> PreTrainedModel | PeftModel:
+    """Set `requires_grad` (full, freeze) or wrap the model with LoRA adapters (lora, qlora) whose random
+    initial weights are drawn with `seed`."""
+    kind = margs.finetuning_type
+    quantized = getattr(model, "is_quantized", False)
+    if kind == "qlora" and not quantized:
+        raise ConfigError("finetuning_type: qlora needs a 4-bit base; load the model through load_model")
+    if kind in ("lora", "qlora"):
+        return _apply_lora(model, margs, quantized, seed)
+    if kind == "full":
+        for param in model.parameters():
+            param.requires_grad_(True)
+        return model
+    if kind == "freeze":
+        _apply_freeze(model, margs.freeze_trainable_layers, margs.freeze_trainable_modules)
+        return model
+    raise ConfigError(f"finetuning_type: {kind!r} is not allowed; choose one of: full, freeze, lora, qlora")
+
+
+def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts; a 4-bit packed weight counts its unpacked elements."""
+    trainable = total = 0
+    for param in model.parameters():
+        count = param.numel() * (2 if type(param).__name__ == "Params4bit" else 1)
+        total += count
+        trainable += count if param.requires_grad else 0
+    return trainable, total
+
+
+def report_parameters(model: torch.nn.Module) -> str:
+    """Log and return the one-line trainable/total parameter report."""
+    trainable, total = count_parameters(model)
+    line = f"trainable params: {trainable:,} || all params: {total:,} || trainable: {100 * trainable / total:.4f}%"
+    logger.info(line)
+    return line
+
+
+def _apply_lora(model: PreTrainedModel, margs: Any, quantized: bool, seed: int) -> PeftModel:
+    if quantized:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    target = margs.target_modules
+    whole = isinstance(target, str) and target in ("all-linear", "all")
+    target = "all-linear" if whole else _names(target, "target_modules")
+    config = LoraConfig(
+        task_type="CAUSAL_LM",
+        r=margs.lora_rank,
+        lora_alpha=margs.lora_alpha,
+        lora_dropout=margs.lora_dropout,
+        target_modules=target,
+        use_dora=margs.use_dora,
+        use_rslora=margs.use_rslora,
+        modules_to_save=_modules_to_save(model, margs),
+        ensure_weight_tying=bool(getattr(model.config, "tie_word_embeddings", False)),
+    )
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return get_peft_model(model, config)
+    except ValueError as err:
+        raise ConfigError(f"target_modules: {err}".splitlines()[0]) from err
+
+
+def _modules_to_save(model: PreTrainedModel, margs: Any) -> list[str] | None:
+    """The user's list; when the vocabulary grows and none is given, the embedding and LM head (as
+    LLaMA-Factory does), so that the new tokens' rows train too."""
+    if margs.modules_to_save:
+        return _names(margs.modules_to_save, "modules_to_save")
+    if not (
+        margs.resize_vocab or margs.add_tokens or margs.add_special_tokens or margs.new_special_tokens_config
+    ):
+        return None
+    wanted = {id(model.get_input_embeddings()), id(model.get_output_embeddings())}
+    names = sorted(
+        {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if id(module) in wanted}
+    )
+    logger.info("new tokens with LoRA: training %s fully (modules_to_save) so their new rows learn", names)
+    return names
+
+
+def _apply_freeze(model: PreTrainedModel, num_layers: int, modules: str | list[str]) -> None:
+    """Train the last `num_layers` decoder layers (the first -num_layers when negative); inside them only the
+    direct sub-modules named in `modules` unless it is `all`."""
+    total = model.config.num_hidden_layers
+    if num_layers == 0 or abs(num_layers) > total:
+        raise ConfigError(
+            f"freeze_trainable_layers: {num_layers} must be non-zero and at most {total} in magnitude"
+        )
+    layer_ids = set(range(total - num_layers, total) if num_layers > 0 else range(-num_layers))
+    wanted = (
+        None if modules == "all" or modules == ["all"] else set(_names(modules, "freeze_trainable_modules"))
+    )
+    present: set[str] = set()
+    for name, param in model.named_parameters():
+        match = LAYER_RE.search(name)
+        if match:
+            present.add(match.group(2))
+        train = (
+            bool(match) and int(match.group(1)) in layer_ids and (wanted is None or match.group(2) in wanted)
+        )
+        param.requires_grad_(train)  # dtypes stay uniform: a mixed-dtype layer fails without autocast
+    if wanted and not wanted <= present:
+        raise ConfigError(
+            f"freeze_trainable_modules: {sorted(wanted - present)} not found in the decoder layers; "
+            f"available: {', '.join(sorted(present))}, or all"
+        )
+
+
+def _names(value: str | list[str], field: str) -> list[str]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    names = [item.strip() for item in items if item.strip()]
+    if not names:
+        raise ConfigError(f"{field}: no module names given")
+    return names

@@ -1,0 +1,142 @@
+"""Model loading: local directory, hub id or built-in; dtype, attention, random init, meta-device init,
+quantisation of the base weights, vocabulary growth and kernel switches."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from typing import Any
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    BitsAndBytesConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from tunesmith.model.builtin import is_builtin
+from tunesmith.model.fused_ops import apply_kernels, check_kernel_flags, resolve_attn_impl
+from tunesmith.model.source import check_remote_code, hub_kwargs, load_or_explain, resolve_source
+from tunesmith.model.vocab import resize_and_init
+from tunesmith.utils.errors import ConfigError
+
+logger = logging.getLogger("tunesmith")
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+FIELD = "model_name_or_path"
+
+
+def load_model(cfg: Any, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
+    """Build the model of `cfg.model`, ready for `prepare_for_training` (cache off, vocabulary matching the
+    tokenizer). Built-ins and `train_from_scratch` start from random weights drawn with `cfg.train.seed`."""
+    margs = cfg.model
+    check_kernel_flags(margs)
+    source = resolve_source(margs.model_name_or_path, FIELD)
+    check_remote_code(source, margs.trust_remote_code, FIELD)
+    config = load_or_explain(lambda: AutoConfig.from_pretrained(source, **hub_kwargs(margs)), source, FIELD)
+    _apply_config_overrides(config, margs)
+    attn = resolve_attn_impl(margs)
+    dtype = _dtype(margs.torch_dtype, config)
+    quant = quantization_config(margs, dtype)
+    seed = int(cfg.train.seed)
+    if is_builtin(margs.model_name_or_path) or margs.train_from_scratch:
+        model = _random_model(config, margs, dtype, attn, seed, quant)
+    else:
+        if margs.init_model_with_meta_device:
+            logger.info(
+                "init_model_with_meta_device: transformers builds the model on the meta device while loading"
+            )
+        model = load_or_explain(
+            lambda: AutoModelForCausalLM.from_pretrained(
+                source,
+                config=config,
+                dtype=dtype,
+                attn_implementation=attn,
+                quantization_config=quant,
+                **hub_kwargs(margs),
+            ),
+            source,
+            FIELD,
+        )
+    model.config.use_cache = False
+    if quant is not None:
+        _keep_4bit_trainable_layout(model)
+    resize_and_init(model, tokenizer, margs, seed)
+    apply_kernels(model, margs, cfg.is_set)
+    return model
+
+
+def quantization_config(margs: Any, dtype: torch.dtype) -> BitsAndBytesConfig | None:
+    """bitsandbytes settings for `quantization_bit` (qlora implies 4-bit NF4 with double quantisation)."""
+    bits = margs.quantization_bit or (4 if margs.finetuning_type == "qlora" else None)
+    if bits is None:
+        return None
+    if margs.finetuning_type in ("full", "freeze"):
+        raise ConfigError(
+            f"quantization_bit: quantised weights cannot be trained with finetuning_type {margs.finetuning_type}; "
+            "use lora or qlora"
+        )
+    if bits == 8:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=dtype
+        if dtype != torch.float16 or torch.cuda.is_available()
+        else torch.float32,
+    )
+
+
+def _keep_4bit_trainable_layout(model: PreTrainedModel) -> None:
+    """bitsandbytes repacks 4-bit weights for CPU inference on the first eval-mode forward, after which a training
+    forward fails (in-place bias add on a leaf); keep the trainable layout so evaluation can run mid-training."""
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+
+
+def _dtype(name: str | None, config: Any) -> torch.dtype:
+    if name == "auto":
+        found = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+        return DTYPES.get(str(found).removeprefix("torch."), torch.float32) if found else torch.float32
+    return DTYPES[name or "float32"]
+
+
+def _apply_config_overrides(config: Any, margs: Any) -> None:
+    if margs.router_aux_loss_coef is None:
+        return
+    if not hasattr(config, "router_aux_loss_coef"):
+        raise ConfigError(f"router_aux_loss_coef: model type {config.model_type!r} has no MoE router")
+    config.router_aux_loss_coef = margs.router_aux_loss_coef
+    config.output_router_logits = True
+
+
+def _random_model(
+    config: Any, margs: Any, dtype: torch.dtype, attn: str, seed: int, quant: BitsAndBytesConfig | None
+) -> PreTrainedModel:
+    """Random weights from the config with `seed`; on the meta device first when asked; quantised via a
+    temporary checkpoint when the base must be 4/8-bit."""
+    config._attn_implementation = attn
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if margs.init_model_with_meta_device:
+            with torch.device("meta"):
+                model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+            model.to_empty(device="cpu")
+            model.init_weights()
+        else:
+            model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    model.name_or_path = ""  # no checkpoint holds these weights; saving writes them (see saving.py)
+    logger.info("random initialisation from the %s config (seed %d)", config.model_type, seed)
+    if quant is None:
+        return model
+    with tempfile.TemporaryDirectory(prefix="tunesmith-init-") as tmp:
+        model.save_pretrained(tmp)
+        model = AutoModelForCausalLM.from_pretrained(
+            tmp, dtype=dtype, attn_implementation=attn, quantization_config=quant
+        )
+    model.name_or_path = ""
+    return model
