@@ -19,6 +19,8 @@ commands:
   sft [CONFIG] [overrides]   train with stage=sft (accepts an ms-swift style `--model ... --dataset ...` line)
   pt [CONFIG] [overrides]    train with stage=pt (continued pre-training on plain text)
   plan CONFIG [--json]       resolved config and derived numbers (world size, accumulation, steps, warmup)
+  data CONFIG --export F.jsonl [--limit N]
+                             process the datasets, write examples (ids, labels, text), print counts and lengths
   args [--json]              every argument: name, aliases, type, default, help, spec sources
   version                    the tunesmith version
   env                        versions of the libraries and what this machine can use
@@ -136,10 +138,24 @@ def cmd_env(config: str | None, overrides: list[str], options: dict[str, Any]) -
     return 0
 
 
+def cmd_data(config: str | None, overrides: list[str], options: dict[str, Any]) -> int:
+    """Process the datasets of the config; with --export, write the examples and print counts and lengths."""
+    from tunesmith.data.export import export_processed, format_summary
+    from tunesmith.model.tokenizer import load_tokenizer
+
+    cfg = _load(config, overrides)
+    path = options.get("--export") or "processed.jsonl"
+    limit = int(options["--limit"]) if options.get("--limit") else None
+    summary = export_processed(cfg, load_tokenizer(cfg), path, limit)
+    print(format_summary(summary, path))
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
     "train": Command(cmd_train, {}, "train"),
     "sft": Command(lambda c, o, p: cmd_train(c, o, p, stage="sft"), {}, "train with stage=sft"),
     "pt": Command(lambda c, o, p: cmd_train(c, o, p, stage="pt"), {}, "train with stage=pt"),
+    "data": Command(cmd_data, {"--export": True, "--limit": True}, "process and export the datasets"),
     "plan": Command(cmd_plan, {"--json": False, "--no-data": False}, "derived numbers"),
     "args": Command(cmd_args, {"--json": False}, "list arguments"),
     "version": Command(cmd_version, {}, "version"),

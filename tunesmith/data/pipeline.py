@@ -1,0 +1,258 @@
+"""`build_datasets(cfg, tokenizer) -> DataBundle`: sources -> conversations -> mix/split -> ids and labels."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import datasets
+import pyarrow.compute as pc
+from transformers import PreTrainedTokenizerBase
+
+from tunesmith.data import cache
+from tunesmith.data.formats import check_columns, detect_format, make_converter
+from tunesmith.data.loaders import first_row, load_raw
+from tunesmith.data.mixing import AnyDataset, merge, sample, split_dataset
+from tunesmith.data.registry import DatasetSpec, resolve_datasets
+from tunesmith.data.render import build_renderer
+from tunesmith.data.tokenize import IGNORE_INDEX, make_pt_processor, make_sft_processor, pretrain_eos_id
+from tunesmith.utils import dist_env
+from tunesmith.utils.errors import ConfigError, DataError
+
+logger = logging.getLogger("tunesmith")
+STAGES = ("pt", "sft")
+
+
+@dataclasses.dataclass
+class DataBundle:
+    """Processed datasets: `train`, `eval` (name -> dataset; "eval", or one per dataset with
+    eval_on_each_dataset), `test` (from the `split` weights) and `stats` (examples, dropped, tokens,
+    supervised_tokens of the train set, and per split under "splits"; empty when streaming)."""
+
+    train: AnyDataset
+    eval: dict[str, AnyDataset]
+    stats: dict[str, Any]
+    test: AnyDataset | None = None
+
+
+def build_datasets(cfg: Any, tokenizer: PreTrainedTokenizerBase) -> DataBundle:
+    """Load, convert, mix, split and tokenize the datasets of `cfg`; reuse the cache when inputs are unchanged."""
+    data = cfg.data
+    saved = cache.load_processed(Path(data.tokenized_path)) if data.tokenized_path else None
+    if saved is not None:
+        logger.warning(
+            "tokenized_path %s exists: loaded it, other data arguments are ignored", data.tokenized_path
+        )
+        return _bundle(*saved, streaming=data.streaming)
+    if data.tokenized_path and data.streaming:
+        raise ConfigError(
+            "tokenized_path: cannot save a streamed dataset; turn streaming off to write it once"
+        )
+    job = _Job(cfg, tokenizer)
+    if data.streaming:
+        return _bundle(job.process(), {}, streaming=True)
+    key = cache.cache_key(data, job.specs, tokenizer, job.fingerprint, job.key_extra())
+    with _main_process_first(data.data_shared_file_system) as is_main:
+        cached = None if data.overwrite_cache and is_main else cache.load_cached(key)
+        if cached is not None:
+            logger.info("using cached processed data %s", cache.cache_root() / key)
+        else:
+            splits = job.process()
+            cached = splits, _stats(splits, job.dropped, job.eval_names)
+            cache.save_cached(key, *cached)
+        if data.tokenized_path and is_main:
+            cache.save_processed(Path(data.tokenized_path), *cached)
+    return _bundle(*cached, streaming=False)
+
+
+@contextlib.contextmanager
+def _main_process_first(shared_file_system: bool) -> Iterator[bool]:
+    """Under torch.distributed, the main process (per node; of the job with a shared file system) processes
+    the data first and fills the cache; the other ranks wait at a barrier, then read the cache."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        yield True
+        return
+    is_main = (dist_env.rank() if shared_file_system else dist_env.local_rank()) == 0
+    if not is_main:
+        dist.barrier()
+    yield is_main
+    if is_main:
+        dist.barrier()
+
+
+class _Job:
+    """One processing run: the resolved specs, the renderer, and the dropped-example counts per split."""
+
+    def __init__(self, cfg: Any, tokenizer: PreTrainedTokenizerBase) -> None:
+        data, train = cfg.data, cfg.train
+        self.data, self.tokenizer = data, tokenizer
+        self.stage = getattr(train, "stage", "sft") or "sft"
+        if self.stage not in STAGES:
+            raise ConfigError(f"stage: the data pipeline prepares {', '.join(STAGES)}, not {self.stage!r}")
+        data_seed = getattr(train, "data_seed", None)
+        self.seed = data_seed if data_seed is not None else getattr(train, "seed", 42)
+        self.shuffle = not getattr(train, "disable_shuffling", False)
+        self.specs = {
+            "train": resolve_datasets(data.dataset, data.dataset_dir, "dataset"),
+            "eval": resolve_datasets(data.eval_dataset, data.dataset_dir, "eval_dataset"),
+        }
+        if not self.specs["train"]:
+            raise ConfigError(
+                "dataset: no training dataset given (a dataset_info.json name, a file path or a hub id)"
+            )
+        if self.stage == "pt":
+            concatenate = not (_explicitly_off(cfg, "packing") and not data.packing)
+            eos_id = pretrain_eos_id(tokenizer, data.template)
+            self.processor = make_pt_processor(tokenizer, data, eos_id, concatenate)
+            self.fingerprint = f"pt:{data.template}:{concatenate}"
+        else:
+            renderer = build_renderer(data, tokenizer)
+            self.processor = make_sft_processor(renderer, tokenizer, data)
+            self.fingerprint = renderer.fingerprint
+        self.dropped: dict[str, int] = {}
+        self.eval_names: list[str] = []
+
+    def key_extra(self) -> dict[str, Any]:
+        """What else the output depends on: pre-training blocks are cut per batch of each worker's shard."""
+        extra = {"stage": self.stage, "seed": self.seed, "shuffle": self.shuffle}
+        if self.stage == "pt":
+            extra["batches"] = [self.data.preprocessing_batch_size, self.data.preprocessing_num_workers]
+        return extra
+
+    def process(self) -> datasets.DatasetDict | dict[str, AnyDataset]:
+        """Every split, tokenized: keys train, eval / eval_<i> (one per eval dataset), test."""
+        data = self.data
+        train = merge(
+            [self._conversations(s) for s in self.specs["train"]],
+            data.mix_strategy,
+            data.interleave_probs,
+            self.seed,
+        )
+        if data.streaming and self.shuffle:
+            train = train.shuffle(seed=self.seed, buffer_size=data.buffer_size)
+        train, valid, test = split_dataset(train, data.val_size, data.split, self.seed, self.shuffle)
+        raw = {"train": train, "eval": valid, "test": test}
+        if self.specs["eval"]:
+            parts = [self._conversations(s) for s in self.specs["eval"]]
+            if data.eval_on_each_dataset:
+                self.eval_names = [s.name for s in self.specs["eval"]]
+                raw.update({f"eval_{i}": part for i, part in enumerate(parts)})
+            else:
+                raw["eval"] = merge(parts, data.mix_strategy, data.interleave_probs, self.seed)
+        out = {name: self._tokenize(name, ds) for name, ds in raw.items() if ds is not None}
+        return out if data.streaming else datasets.DatasetDict(out)
+
+    def _conversations(self, spec: DatasetSpec) -> AnyDataset:
+        data = self.data
+        raw = load_raw(
+            spec,
+            streaming=data.streaming,
+            num_proc=data.preprocessing_num_workers,
+            cache_dir=str(cache.cache_root() / "hf"),
+        )
+        first = first_row(raw, spec)
+        columns = list(first)
+        if spec.auto_format:
+            detect_format(spec, columns, first, self.stage)
+        check_columns(spec, columns, self.stage)
+        raw = sample(raw, spec.num_samples, getattr(data, "max_samples", None), self.seed)
+        return raw.map(
+            make_converter(spec, self.stage),
+            batched=True,
+            with_indices=True,
+            batch_size=data.preprocessing_batch_size,
+            remove_columns=columns,
+            **self._map_kwargs("Converting " + spec.name),
+        )
+
+    def _tokenize(self, name: str, ds: AnyDataset) -> AnyDataset:
+        before = None if isinstance(ds, datasets.IterableDataset) else len(ds)
+        out = ds.map(
+            self.processor,
+            batched=True,
+            batch_size=self.data.preprocessing_batch_size,
+            remove_columns=_columns(ds),
+            **self._map_kwargs(f"Tokenizing {name}"),
+        )
+        if before is not None:
+            self.dropped[name] = before - len(out) if self.stage == "sft" else 0
+            _check_kept(name, len(out), self.dropped[name], self.data.cutoff_len)
+        return out
+
+    def _map_kwargs(self, desc: str) -> dict[str, Any]:
+        if self.data.streaming:
+            return {}
+        # our own cache decides reuse; a fresh fingerprint also spares `datasets` from hashing the tokenizer
+        return {
+            "num_proc": self.data.preprocessing_num_workers,
+            "load_from_cache_file": False,
+            "new_fingerprint": uuid.uuid4().hex,
+            "desc": desc,
+        }
+
+
+def _explicitly_off(cfg: Any, name: str) -> bool:
+    """True when the user set `name` (LLaMA-Factory turns packing on for pt unless it is set)."""
+    is_set = getattr(cfg, "is_set", None)
+    return bool(is_set and is_set(name))
+
+
+def _columns(ds: AnyDataset) -> list[str]:
+    if ds.column_names is not None:
+        return list(ds.column_names)
+    return list(next(iter(ds)))
+
+
+def _check_kept(name: str, kept: int, dropped: int, cutoff_len: int) -> None:
+    if dropped:
+        logger.warning(
+            "%s: dropped %d example(s) with no supervised token left after cutoff_len=%d",
+            name,
+            dropped,
+            cutoff_len,
+        )
+    if kept == 0:
+        raise DataError(
+            f"{name} set: no example left ({dropped} dropped: nothing to train on within cutoff_len)"
+        )
+
+
+def split_stats(ds: datasets.Dataset, dropped: int) -> dict[str, int]:
+    """examples, dropped, tokens and supervised_tokens of one processed split."""
+    table = ds.data.table
+    labels = pc.list_flatten(table.column("labels"))
+    return {
+        "examples": len(ds),
+        "dropped": dropped,
+        "tokens": int(pc.sum(pc.list_value_length(table.column("input_ids"))).as_py() or 0),
+        "supervised_tokens": int(pc.sum(pc.not_equal(labels, IGNORE_INDEX)).as_py() or 0),
+    }
+
+
+def _stats(splits: datasets.DatasetDict, dropped: dict[str, int], eval_names: list[str]) -> dict[str, Any]:
+    per_split = {name: split_stats(ds, dropped.get(name, 0)) for name, ds in splits.items()}
+    return {**per_split["train"], "splits": per_split, "eval_names": eval_names}
+
+
+def _bundle(splits: Any, stats: dict[str, Any], *, streaming: bool) -> DataBundle:
+    splits = dict(splits)
+    if streaming:
+        splits = {
+            k: v.to_iterable_dataset() if isinstance(v, datasets.Dataset) else v for k, v in splits.items()
+        }
+    names = stats.get("eval_names") or []
+    evals = {names[int(k[5:])]: v for k, v in splits.items() if k.startswith("eval_")}
+    evals.update(
+        {k[11:]: v for k, v in splits.items() if k.startswith("validation_")}
+    )  # LLaMA-Factory's folders
+    for key in ("eval", "validation"):
+        if key in splits:
+            evals["eval"] = splits[key]
+    return DataBundle(train=splits["train"], eval=evals, stats=stats, test=splits.get("test"))

@@ -1,0 +1,262 @@
+"""Render a conversation into (prompt, answer) piece lists per turn, with a built-in or the tokenizer's template.
+
+A piece is a string (tokenized on its own) or an int (one token id). Turn t's prompt holds everything between
+answer t-1 and answer t (system, tools, user or tool-result turn, the assistant header); its answer is the span
+trained on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from typing import Any, Protocol
+
+from transformers import PreTrainedTokenizerBase
+
+from tunesmith.data.formats import ASSISTANT, FUNCTION, OBSERVATION, USER
+from tunesmith.data.templates import (
+    THOUGHT_WORDS,
+    TOOL_CALL_WORDS,
+    TOOL_FORMATS,
+    SlotTemplate,
+    Token,
+    get_template,
+    with_tool_format,
+)
+from tunesmith.utils.errors import ConfigError, DataError
+
+logger = logging.getLogger("tunesmith")
+Piece = str | int
+Turn = tuple[list[Piece], list[Piece]]
+_THOUGHT = re.compile(f"{re.escape(THOUGHT_WORDS[0])}(.*?){re.escape(THOUGHT_WORDS[1])}", re.DOTALL)
+_TOOL_CALL = re.compile(f"{re.escape(TOOL_CALL_WORDS[0])}(.*?){re.escape(TOOL_CALL_WORDS[1])}", re.DOTALL)
+
+
+class Renderer(Protocol):
+    """Turns a conversation into per-turn (prompt pieces, answer pieces)."""
+
+    fingerprint: str
+
+    def turns(self, messages: list[dict[str, str]], system: str, tools: str) -> list[Turn]: ...
+
+
+def build_renderer(data: Any, tokenizer: PreTrainedTokenizerBase) -> Renderer:
+    """`data.template` names a built-in; unset, the tokenizer's own chat template is used (or `empty`)."""
+    if data.template:
+        template = with_tool_format(get_template(data.template), data.tool_format)
+        return SlotRenderer(template, tokenizer, data.default_system, data.enable_thinking, data.mask_history)
+    if isinstance(getattr(tokenizer, "chat_template", None), str):
+        if data.tool_format is not None:
+            raise ConfigError(
+                "tool_format: needs a built-in template; the tokenizer's chat template lays out tools"
+            )
+        return JinjaRenderer(tokenizer, data.default_system, data.enable_thinking)
+    logger.warning("template is not set and the tokenizer has no chat template: using the 'empty' template")
+    return SlotRenderer(
+        get_template("empty"), tokenizer, data.default_system, data.enable_thinking, data.mask_history
+    )
+
+
+def strip_thought(content: str) -> str:
+    """Remove `<think>...</think>` blocks (and the newlines after them)."""
+    return _THOUGHT.sub("", content).lstrip("\n")
+
+
+def _has_thought(content: str) -> bool:
+    return THOUGHT_WORDS[0].strip() in content or THOUGHT_WORDS[1].strip() in content
+
+
+def _with_thinking(
+    messages: list[dict[str, str]], enable_thinking: bool | None, keep_last_only: bool
+) -> list[dict]:
+    """enable_thinking False strips every thought; mask_history strips thoughts of all but the last answer."""
+    out = [dict(m) for m in messages]
+    last = len(out) - 1
+    for i in range(1, len(out), 2):
+        if enable_thinking is False or (keep_last_only and i != last):
+            out[i]["content"] = strip_thought(out[i]["content"])
+    return out
+
+
+class SlotRenderer:
+    """A built-in template laid out slot by slot, as LLaMA-Factory's `Template` does."""
+
+    def __init__(
+        self,
+        template: SlotTemplate,
+        tokenizer: PreTrainedTokenizerBase,
+        default_system: str | None,
+        enable_thinking: bool | None,
+        mask_history: bool,
+    ) -> None:
+        self.template = template
+        self.default_system = template.default_system if default_system is None else default_system
+        self.enable_thinking, self.mask_history = enable_thinking, mask_history
+        self.tools_text, self.calls_text = TOOL_FORMATS[template.tool_format]
+        self.ids = _special_ids(template, tokenizer)
+        self.fingerprint = _digest(
+            repr((template, self.default_system, enable_thinking, mask_history, self.ids))
+        )
+
+    def turns(self, messages: list[dict[str, str]], system: str, tools: str) -> list[Turn]:
+        """Per-turn (prompt, answer) pieces; reasoning templates add an empty thought where a turn has none."""
+        t = self.template
+        history_only = t.reasoning and self.mask_history
+        messages = _with_thinking(messages, self.enable_thinking, history_only)
+        encoded = [self._message(i, m, system, tools) for i, m in enumerate(messages)]
+        pairs = [(encoded[i], encoded[i + 1]) for i in range(0, len(encoded), 2)]
+        if t.reasoning:
+            indices = [len(pairs) - 1] if history_only else range(len(pairs))
+            for k in indices:
+                if not _has_thought(messages[2 * k + 1]["content"]):
+                    empty = THOUGHT_WORDS[0] + THOUGHT_WORDS[1]
+                    if self.enable_thinking:  # trained on: the model learns to emit an empty thought
+                        pairs[k] = (pairs[k][0], [empty, *pairs[k][1]])
+                    else:  # part of the prompt, not trained on
+                        pairs[k] = ([*pairs[k][0], empty], pairs[k][1])
+        return pairs
+
+    def _message(self, index: int, message: dict[str, str], system: str, tools: str) -> list[Piece]:
+        t = self.template
+        pieces: list[Piece] = []
+        if index == 0:
+            pieces += self._fill(t.prefix, "")
+            system = system or self.default_system
+            if system or tools:
+                tool_text = self.tools_text(json.loads(tools)) if tools else ""
+                pieces += self._fill(t.system_slots, system + tool_text)
+        role, content = message["role"], message["content"]
+        if role == USER:
+            return pieces + self._fill(t.user, content)
+        if role == ASSISTANT:
+            return pieces + self._fill(t.assistant, content)
+        if role == OBSERVATION:
+            return pieces + self._fill(t.observation_slots, content)
+        return pieces + self._fill(t.function_slots, self._function_text(content))
+
+    def _fill(self, slots: tuple, content: str) -> list[Piece]:
+        pieces: list[Piece] = []
+        for slot in slots:
+            if isinstance(slot, Token):
+                if self.ids.get(slot.name) is not None:
+                    pieces.append(self.ids[slot.name])
+            else:
+                text = slot.replace("{{content}}", content, 1)
+                if text:
+                    pieces.append(text)
+        return pieces
+
+    def _function_text(self, content: str) -> str:
+        """A function-call turn's JSON (optionally after a thought or inside <tool_call>) in the tool format."""
+        call = _TOOL_CALL.search(content)
+        if call:
+            return content.replace(call.group(0), "") + self.calls_text(_parse_calls(call.group(1)))
+        thought = _THOUGHT.search(content)
+        body = content.replace(thought.group(0), "") if thought else content
+        return (thought.group(0) if thought else "") + self.calls_text(_parse_calls(body))
+
+
+def _parse_calls(text: str) -> list[tuple[str, str]]:
+    """(name, arguments as JSON) per call; OpenAI-style arguments given as a JSON string are decoded first."""
+    try:
+        calls = json.loads(text)
+        calls = calls if isinstance(calls, list) else [calls]
+        return [(c["name"], json.dumps(_decoded(c["arguments"]), ensure_ascii=False)) for c in calls]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise DataError(
+            f"function call turn must be JSON with name and arguments, got {text[:80]!r}"
+        ) from None
+
+
+def _decoded(arguments: Any) -> Any:
+    if isinstance(arguments, str):
+        try:
+            return json.loads(arguments)
+        except json.JSONDecodeError:
+            return arguments
+    return arguments
+
+
+def _special_ids(template: SlotTemplate, tokenizer: PreTrainedTokenizerBase) -> dict[str, int | None]:
+    vocab = tokenizer.get_vocab()
+    needed = {s.name for slots in _all_slots(template) for s in slots if isinstance(s, Token)} - {
+        "bos_token",
+        "eos_token",
+    }
+    if template.replace_eos:
+        needed.add(template.stop_words[0])
+    missing = sorted(n for n in needed if n not in vocab)
+    if missing:
+        raise ConfigError(
+            f"template {template.name!r} needs the token(s) {missing}, which the tokenizer does not have; "
+            "use this model's template (or none, for its own chat template), or add them with add_special_tokens"
+        )
+    eos = vocab[template.stop_words[0]] if template.replace_eos else tokenizer.eos_token_id
+    return {"bos_token": tokenizer.bos_token_id, "eos_token": eos, **{n: vocab[n] for n in needed}}
+
+
+def _all_slots(t: SlotTemplate) -> list[tuple]:
+    return [t.user, t.assistant, t.system_slots, t.observation_slots, t.function_slots, t.prefix]
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class JinjaRenderer:
+    """The tokenizer's own chat template; turn boundaries come from rendering growing prefixes of the chat."""
+
+    def __init__(
+        self, tokenizer: PreTrainedTokenizerBase, default_system: str | None, enable_thinking: bool | None
+    ):
+        self.tokenizer, self.default_system, self.enable_thinking = tokenizer, default_system, enable_thinking
+        self.fingerprint = _digest(repr((tokenizer.chat_template, default_system, enable_thinking)))
+
+    def turns(self, messages: list[dict[str, str]], system: str, tools: str) -> list[Turn]:
+        """Per-turn (prompt text, answer text): the prompt ends with the generation prompt of the template."""
+        messages = _with_thinking(messages, self.enable_thinking, keep_last_only=False)
+        chat = (
+            [{"role": "system", "content": system or self.default_system}]
+            if system or self.default_system
+            else []
+        )
+        answers = []
+        for m in messages:
+            if m["role"] in (ASSISTANT, FUNCTION):
+                answers.append(len(chat))
+            chat.append(_hf_message(m))
+        kwargs: dict[str, Any] = {"tools": json.loads(tools) if tools else None}
+        if self.enable_thinking is not None:
+            kwargs["enable_thinking"] = self.enable_thinking
+        out, done = [], ""
+        for k in answers:
+            prompt = self._render(chat[:k], True, kwargs)
+            full = self._render(chat[: k + 1], False, kwargs)
+            if not prompt.startswith(done) or not full.startswith(prompt):
+                raise ConfigError(
+                    "the tokenizer's chat template renders earlier turns differently once later turns follow, so "
+                    "the trained spans cannot be found; set `template` to a built-in (e.g. qwen3, chatml, llama3)"
+                )
+            out.append(([prompt[len(done) :]], [full[len(prompt) :]]))
+            done = full
+        return out
+
+    def _render(self, chat: list[dict], generation_prompt: bool, kwargs: dict[str, Any]) -> str:
+        return self.tokenizer.apply_chat_template(
+            chat, tokenize=False, add_generation_prompt=generation_prompt, **kwargs
+        )
+
+
+def _hf_message(message: dict[str, str]) -> dict[str, Any]:
+    role, content = message["role"], message["content"]
+    if role in (USER, ASSISTANT):
+        return {"role": role, "content": content}
+    if role == OBSERVATION:
+        return {"role": "tool", "content": content}
+    calls = [
+        {"type": "function", "function": {"name": n, "arguments": json.loads(a)}}
+        for n, a in _parse_calls(content)
+    ]
+    return {"role": "assistant", "content": "", "tool_calls": calls}

@@ -1,0 +1,141 @@
+"""Conversations -> `input_ids` / `labels` (masking, truncation); plain text -> pre-training blocks.
+
+Labels are the token id where supervised and IGNORE_INDEX elsewhere, not shifted. Truncation follows
+LLaMA-Factory: turns are taken in order (last turn first with `mask_history`), and each turn's remaining budget
+is split between prompt and answer by `infer_seqlen`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from itertools import chain
+from typing import Any
+
+from transformers import PreTrainedTokenizerBase
+
+from tunesmith.data.render import Piece, Renderer
+from tunesmith.utils.errors import DataError
+
+IGNORE_INDEX = -100
+Batch = dict[str, list]
+
+
+def encode_texts(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> list[list[int]]:
+    """Tokenize each text on its own, without special tokens added (one batched call)."""
+    if not texts:
+        return []
+    return tokenizer(texts, add_special_tokens=False)["input_ids"]
+
+
+def encode_pieces(tokenizer: PreTrainedTokenizerBase, groups: list[list[Piece]]) -> list[list[int]]:
+    """Each group of pieces -> ids; every distinct string is tokenized once for the whole batch."""
+    unique = list(dict.fromkeys(p for group in groups for p in group if isinstance(p, str)))
+    ids = dict(zip(unique, encode_texts(tokenizer, unique), strict=True))
+    return [
+        list(chain.from_iterable([p] if isinstance(p, int) else ids[p] for p in group)) for group in groups
+    ]
+
+
+def infer_seqlen(source_len: int, target_len: int, cutoff_len: int) -> tuple[int, int]:
+    """Split a budget of `cutoff_len` tokens between a prompt and its answer (LLaMA-Factory's rule).
+
+    A short answer (< half the budget) is kept whole; else a short prompt is kept whole; else both shrink in
+    proportion to their lengths. The prompt gets what the answer leaves.
+    """
+    if target_len * 2 < cutoff_len:
+        max_target = cutoff_len
+    elif source_len * 2 < cutoff_len:
+        max_target = cutoff_len - source_len
+    else:
+        max_target = int(cutoff_len * (target_len / (source_len + target_len)))
+    new_target = min(max_target, target_len)
+    new_source = min(max(cutoff_len - new_target, 0), source_len)
+    return new_source, new_target
+
+
+def supervise(
+    turns: list[tuple[list[int], list[int]]], cutoff_len: int, train_on_prompt: bool, mask_history: bool
+) -> tuple[list[int], list[int]]:
+    """Concatenate turns within `cutoff_len`, masking prompts (unless train_on_prompt) and, with mask_history,
+    every answer but the last."""
+    input_ids: list[int] = []
+    labels: list[int] = []
+    total = 0
+    ordered = turns[::-1] if mask_history else turns  # with mask_history the last turn has the budget first
+    for k, (source, target) in enumerate(ordered):
+        if total >= cutoff_len:
+            break
+        source_len, target_len = infer_seqlen(len(source), len(target), cutoff_len - total)
+        source, target = source[:source_len], target[:target_len]
+        total += source_len + target_len
+        source_labels = source if train_on_prompt else [IGNORE_INDEX] * source_len
+        target_labels = [IGNORE_INDEX] * target_len if mask_history and k != 0 else target
+        if mask_history:
+            input_ids = source + target + input_ids
+            labels = source_labels + target_labels + labels
+        else:
+            input_ids += source + target
+            labels += source_labels + target_labels
+    return input_ids, labels
+
+
+def make_sft_processor(
+    renderer: Renderer, tokenizer: PreTrainedTokenizerBase, data: Any
+) -> Callable[[Batch], Batch]:
+    """A batched map function: `_messages/_system/_tools/_where` -> `input_ids/labels`; rows left with no
+    supervised token are dropped (the caller counts them)."""
+
+    def process(batch: Batch) -> Batch:
+        turns_per_row = [_render(renderer, batch, i) for i in range(len(batch["_messages"]))]
+        flat = [piece_list for turns in turns_per_row for turn in turns for piece_list in turn]
+        encoded = iter(encode_pieces(tokenizer, flat))
+        out: Batch = {"input_ids": [], "labels": []}
+        for turns in turns_per_row:
+            ids_turns = [(next(encoded), next(encoded)) for _ in turns]
+            input_ids, labels = supervise(ids_turns, data.cutoff_len, data.train_on_prompt, data.mask_history)
+            if any(label != IGNORE_INDEX for label in labels):
+                out["input_ids"].append(input_ids)
+                out["labels"].append(labels)
+        return out
+
+    return process
+
+
+def _render(renderer: Renderer, batch: Batch, i: int) -> list[tuple[list[Piece], list[Piece]]]:
+    try:
+        return renderer.turns(batch["_messages"][i], batch["_system"][i], batch["_tools"][i])
+    except DataError as err:
+        raise DataError(f"{batch['_where'][i]}: {err}") from None
+
+
+def make_pt_processor(
+    tokenizer: PreTrainedTokenizerBase, data: Any, eos_id: int | None, concatenate: bool = True
+) -> Callable[[Batch], Batch]:
+    """A batched map function for `_text` documents, each followed by EOS. `concatenate`: one stream cut into
+    `cutoff_len` blocks (the last, shorter block of each batch is kept); else one example per document, cut at
+    `cutoff_len` (LLaMA-Factory's pre-training with packing turned off). Every token is a label."""
+    bos_id = tokenizer.bos_token_id if getattr(tokenizer, "add_bos_token", False) else None
+    eos = [eos_id] if eos_id is not None else []
+
+    def process(batch: Batch) -> Batch:
+        docs = [doc + eos for doc in encode_texts(tokenizer, [t for t in batch["_text"] if t])]
+        if concatenate:
+            stream = list(chain.from_iterable(docs))
+            blocks = [stream[i : i + data.cutoff_len] for i in range(0, len(stream), data.cutoff_len)]
+            if (
+                bos_id is not None
+            ):  # as LLaMA-Factory: each block starts with BOS (it replaces the first token)
+                blocks = [[bos_id, *block[1:]] for block in blocks]
+        else:
+            blocks = [([bos_id] if bos_id is not None else []) + doc for doc in docs]
+            blocks = [block[: data.cutoff_len] for block in blocks]
+        return {"input_ids": blocks, "labels": [list(b) for b in blocks]}
+
+    return process
+
+
+def pretrain_eos_id(tokenizer: PreTrainedTokenizerBase, template: str | None) -> int | None:
+    """The document separator: the tokenizer's EOS (Llama 3's `<|end_of_text|>` with the llama3 template)."""
+    if template in ("llama3", "llama3_1", "llama3_2"):
+        return tokenizer.get_vocab().get("<|end_of_text|>", tokenizer.eos_token_id)
+    return tokenizer.eos_token_id
