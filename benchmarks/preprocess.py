@@ -24,7 +24,7 @@ from transformers import AutoTokenizer  # noqa: E402
 
 from tunesmith.config import load_config  # noqa: E402
 from tunesmith.data.pipeline import build_datasets  # noqa: E402
-from tunesmith.model.builtin import resolve_builtin  # noqa: E402
+from tunesmith.utils.builtin import resolve_builtin  # noqa: E402
 
 WORDS = [
     "the",

@@ -17,7 +17,7 @@ import torch.distributed as dist
 from transformers import AutoTokenizer
 from tunesmith.config import load_config
 from tunesmith.data import build_datasets, tokenize
-from tunesmith.model.builtin import resolve_builtin
+from tunesmith.utils.builtin import resolve_builtin
 
 data, out = sys.argv[1:]
 dist.init_process_group("gloo")

@@ -255,7 +255,7 @@ import json, resource, sys
 from transformers import AutoTokenizer
 from tunesmith.config import load_config
 from tunesmith.data.pipeline import build_datasets
-from tunesmith.model.builtin import resolve_builtin
+from tunesmith.utils.builtin import resolve_builtin
 
 big, small = sys.argv[1:]
 tok = AutoTokenizer.from_pretrained(resolve_builtin("builtin:tiny"))

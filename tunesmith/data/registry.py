@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from tunesmith.utils.builtin import is_builtin, resolve_builtin
 from tunesmith.utils.errors import ConfigError
 
 DATA_CONFIG = "dataset_info.json"
@@ -79,9 +80,7 @@ def _split_items(value: Any) -> list[Any]:
 
 
 def _dataset_dir(dataset_dir: str | None) -> Path:
-    if dataset_dir and dataset_dir.startswith("builtin:"):
-        from tunesmith.model.builtin import resolve_builtin
-
+    if dataset_dir and is_builtin(dataset_dir):
         return resolve_builtin(dataset_dir, field="dataset_dir")
     return Path(dataset_dir or ".")
 

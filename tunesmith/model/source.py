@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import transformers
 from transformers import CONFIG_MAPPING
 
-from tunesmith.model.builtin import is_builtin, resolve_builtin
+from tunesmith.utils.builtin import is_builtin, resolve_builtin
 from tunesmith.utils.errors import ConfigError
 
 T = TypeVar("T")
