@@ -1,0 +1,1 @@
+"""The training engine: the loop (trainer), loss, optimizers and plugins, schedules, precision, callbacks."""

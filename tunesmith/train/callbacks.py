@@ -1,0 +1,38 @@
+"""Hooks into the training loop, and the built-in callback that saves the model when a run gives up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tunesmith.model import save_pretrained_output
+
+if TYPE_CHECKING:
+    from tunesmith.train.trainer import Trainer
+
+
+class Callback:
+    """Hooks into the loop; override what you need. `on_abort` returns a note for the error (e.g. a saved path)."""
+
+    def on_step_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+        """After each optimizer step (metrics of that step, logged or not)."""
+
+    def on_abort(self, trainer: Trainer, reason: str) -> str | None:
+        """Before the run stops on an error it detected."""
+        return None
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        """After the last step."""
+
+
+class SaveOnAbort(Callback):
+    """Saves the model (or adapter) and tokenizer to `output_dir/checkpoint-<step>-aborted` when the loop gives up."""
+
+    def __init__(self, tokenizer: Any, output_dir: str | Path) -> None:
+        self.tokenizer, self.output_dir = tokenizer, Path(output_dir)
+
+    def on_abort(self, trainer: Trainer, reason: str) -> str:
+        """Save and say where."""
+        path = self.output_dir / f"checkpoint-{trainer.state.global_step}-aborted"
+        save_pretrained_output(trainer.model, self.tokenizer, path)
+        return f"the model at that point was saved to {path}"

@@ -1,0 +1,153 @@
+"""Causal-LM losses: summed token cross-entropy (normalised once per optimizer step), chunked CE, MoE aux loss.
+
+The trainer sums token losses over every micro-batch of an optimizer step and divides once by the number of
+valid label tokens in the whole step (`step_tokens`), so gradient accumulation gives the gradient of one big
+batch. The MoE router loss (times `router_aux_loss_coef`) is averaged over the micro-batches of a step, so its
+weight does not grow with gradient accumulation (transformers.Trainer sums it; the two agree at accumulation 1).
+Labels are not shifted (the position `t` predicts `labels[t + 1]`); `-100` marks unsupervised tokens.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.checkpoint import checkpoint
+
+from tunesmith.utils.errors import ConfigError
+
+IGNORE_INDEX = -100
+
+
+def valid_tokens(labels: torch.Tensor) -> torch.Tensor:
+    """Number of label tokens that take part in the loss (after the causal shift)."""
+    return (labels[..., 1:] != IGNORE_INDEX).sum()
+
+
+def token_ce_sum(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Sum over valid tokens of the (optionally label-smoothed) cross-entropy of next-token `logits` (B, T, V)."""
+    shifted = logits[:, :-1, :].float()
+    targets = labels[:, 1:].to(shifted.device)
+    return F.cross_entropy(
+        shifted.reshape(-1, shifted.size(-1)),
+        targets.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        reduction="sum",
+        label_smoothing=label_smoothing,
+    )
+
+
+def chunked_ce_sum(
+    hidden: torch.Tensor,
+    head: Callable[[torch.Tensor], torch.Tensor],
+    labels: torch.Tensor,
+    chunk_size: int,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
+    """`token_ce_sum(head(hidden), labels)` computed over sequence chunks of `chunk_size` positions.
+
+    Each chunk's logits are built, reduced to a scalar and freed; backward recomputes them chunk by chunk
+    (activation checkpointing), so the full (B, T, V) fp32 logits never exist.
+    """
+    targets = torch.full_like(labels, IGNORE_INDEX)
+    targets[:, :-1] = labels[:, 1:]
+    total = hidden.new_zeros((), dtype=torch.float32)
+    for start in range(0, hidden.size(1), chunk_size):
+        h = hidden[:, start : start + chunk_size]
+        t = targets[:, start : start + chunk_size]
+        if bool((t != IGNORE_INDEX).any()):
+            total = total + checkpoint(_chunk_ce, h, t, head, label_smoothing, use_reentrant=False)
+    return total
+
+
+def _chunk_ce(h: torch.Tensor, t: torch.Tensor, head: Callable, label_smoothing: float) -> torch.Tensor:
+    logits = head(h).float()
+    return F.cross_entropy(
+        logits.reshape(-1, logits.size(-1)),
+        t.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        reduction="sum",
+        label_smoothing=label_smoothing,
+    )
+
+
+class CausalLMLoss:
+    """Runs a model on a micro-batch and returns its summed token loss (and the MoE auxiliary loss)."""
+
+    def __init__(
+        self, label_smoothing: float = 0.0, chunk_size: int | None = None, aux_loss_coef: float = 0.0
+    ):
+        self.label_smoothing = label_smoothing
+        self.chunk_size = chunk_size or None
+        self.aux_loss_coef = aux_loss_coef
+
+    def __call__(
+        self, model: torch.nn.Module, batch: Mapping[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sum of token CE over valid tokens, auxiliary loss already multiplied by its coefficient)."""
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        labels = batch["labels"]
+        moe = self.aux_loss_coef > 0
+        if moe:
+            inputs["output_router_logits"] = True
+        if self.chunk_size:
+            return self._chunked(model, inputs, labels, moe)
+        out = model(**inputs, use_cache=False)
+        ce = token_ce_sum(out.logits, labels, self.label_smoothing)
+        return ce, self._aux(out.aux_loss if moe else None, ce)
+
+    def _chunked(
+        self, model: torch.nn.Module, inputs: dict, labels: torch.Tensor, moe: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        decoder, head = decoder_and_head(model)
+        out = decoder(**inputs, use_cache=False)
+        ce = chunked_ce_sum(out.last_hidden_state, head, labels, self.chunk_size, self.label_smoothing)
+        aux = None
+        if moe:
+            aux = moe_aux_loss(model, out.router_logits, inputs.get("attention_mask"))
+        return ce, self._aux(aux, ce)
+
+    def _aux(self, aux: torch.Tensor | None, ce: torch.Tensor) -> torch.Tensor:
+        if aux is None:
+            return ce.new_zeros(())
+        return self.aux_loss_coef * aux.to(ce.device)
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The transformers model inside DDP and PEFT wrappers."""
+    if isinstance(model, DistributedDataParallel):
+        model = model.module
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def decoder_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The decoder stack (returning hidden states) and the LM head of a causal LM, through PEFT wrappers."""
+    if isinstance(model, DistributedDataParallel):
+        raise ConfigError(
+            "chunk_loss_size: not supported with DDP (its gradient sync needs the full forward); "
+            "use FSDP2 (dist_config: {name: fsdp2}) or drop chunk_loss_size"
+        )
+    base = unwrap(model)
+    decoder, head = base.get_decoder(), base.get_output_embeddings()
+    if decoder is None or head is None:
+        raise TypeError(
+            f"{type(base).__name__} exposes no decoder/LM head; chunk_loss_size needs a causal LM"
+        )
+    return decoder, head
+
+
+def moe_aux_loss(
+    model: torch.nn.Module, router_logits: tuple, attention_mask: torch.Tensor | None
+) -> torch.Tensor:
+    """The load-balancing loss of the routers, computed by the model family's own function."""
+    base = unwrap(model)
+    family = sys.modules[type(base).__module__]
+    if not hasattr(family, "load_balancing_loss_func"):
+        raise TypeError(
+            f"{type(base).__name__} has no router load-balancing loss; set router_aux_loss_coef: 0"
+        )
+    mask = attention_mask if attention_mask is not None and attention_mask.dim() == 2 else None
+    return family.load_balancing_loss_func(router_logits, base.num_experts, base.num_experts_per_tok, mask)

@@ -1,0 +1,349 @@
+"""The training loop: micro-batches grouped per optimizer step, one loss normalisation per step, clip, step, log.
+
+Per optimizer step the token losses of all its micro-batches are summed and divided once by the number of valid
+label tokens of the whole step (over all data-parallel ranks when `average_tokens_across_devices`), so gradient
+accumulation equals one big batch (`per_token_loss=False`, chosen by an explicit `calculate_per_token_loss: false`,
+averages per-micro-batch means instead, as MindSpeed/Megatron do by default). A step whose loss or gradient norm is not finite is skipped (the learning-rate
+schedule still advances, since its data was consumed); after `max_bad_steps` such steps in a row the run stops.
+
+Checkpointing, evaluation and distributed wrappers plug in through `TrainState` and `Callback` (callbacks.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from tunesmith.config.plan import StepPlan, step_plan
+from tunesmith.train import model_setup
+from tunesmith.train.callbacks import Callback
+from tunesmith.train.loss import CausalLMLoss, unwrap, valid_tokens
+from tunesmith.train.optimizers import build_optimizer
+from tunesmith.train.precision import build_precision
+from tunesmith.train.schedulers import build_plugin_scheduler, build_scheduler
+from tunesmith.train.step_log import JsonlLog, Progress
+from tunesmith.utils.errors import ConfigError, DataError, TunesmithError
+
+logger = logging.getLogger("tunesmith")
+Batch = dict[str, torch.Tensor]
+
+
+class TrainingAborted(TunesmithError):
+    """Training stopped because it cannot make progress (e.g. repeated non-finite losses)."""
+
+
+@dataclasses.dataclass
+class TrainState:
+    """Where the run is; what a checkpoint must save to resume exactly."""
+
+    global_step: int = 0
+    epoch: float = 0.0  # fractional: epoch index + share of the epoch's micro-batches consumed
+    epoch_index: int = 0
+    micro_batches_done: int = 0  # in the current epoch
+    tokens_seen: int = 0  # valid label tokens trained on, all ranks
+    bad_steps: int = 0  # consecutive steps with a non-finite loss or gradient
+    log_history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+
+def _world() -> tuple[bool, int]:
+    dist = torch.distributed
+    on = dist.is_available() and dist.is_initialized()
+    return on, dist.get_world_size() if on else 1
+
+
+class Trainer:
+    """Trains `model` on the micro-batches of `batcher` as the training arguments `args` (cfg.train) say.
+
+    `batcher` is any iterable of micro-batch dicts with an exact `__len__` (and optionally `set_epoch`).
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        args: Any,
+        batcher: Iterable[Batch],
+        *,
+        aux_loss_coef: float | None = None,
+        reporter: Any = None,
+        callbacks: Sequence[Callback] = (),
+        max_bad_steps: int = 5,
+        per_token_loss: bool = True,
+    ) -> None:
+        self.model, self.args, self.batcher = model, args, batcher
+        self.device = next(model.parameters()).device
+        self.loss_fn = CausalLMLoss(
+            args.label_smoothing_factor, args.chunk_loss_size, _aux_coef(model, aux_loss_coef)
+        )
+        self.reporter = reporter if reporter is not None else JsonlLog(args.output_dir)
+        self.callbacks = list(callbacks)
+        self.max_bad_steps = max_bad_steps
+        self.per_token_loss = per_token_loss
+        self.state = TrainState()
+        # micro-batches per epoch on this rank; None for a stream
+        self.epoch_length = len(batcher) if hasattr(batcher, "__len__") else None
+        self.plan = self._plan()
+        self.precision = build_precision(args, self.device)
+        self.optimizer = build_optimizer(model, args)
+        self.scheduler = self._scheduler()
+        self.split = 1  # each micro-batch is cut into this many pieces (auto_find_batch_size after an OOM)
+        self._window: list[dict[str, Any]] = []
+
+    def _plan(self) -> StepPlan:
+        a = self.args
+        if self.epoch_length is None and a.max_steps <= 0:
+            raise ConfigError(
+                "max_steps: must be set (> 0) when the training data is streamed (it has no length)"
+            )
+        return step_plan(
+            self.epoch_length,
+            a.gradient_accumulation_steps,
+            a.num_train_epochs,
+            a.max_steps,
+            a.warmup_steps,
+            a.warmup_ratio,
+        )
+
+    def _scheduler(self) -> torch.optim.lr_scheduler.LRScheduler:
+        a, total, warmup = self.args, self.plan.max_steps, self.plan.warmup_steps
+        if a.lr_scheduler_config is not None:
+            return build_plugin_scheduler(self.optimizer, a.lr_scheduler_config, warmup, total)
+        return build_scheduler(
+            self.optimizer,
+            a.lr_scheduler_type,
+            warmup,
+            total,
+            a.lr_scheduler_kwargs,
+            a.learning_rate_end,
+            a.power,
+        )
+
+    # --- the loop -------------------------------------------------------------------------------------------------
+    def train(self) -> TrainState:
+        """Run until `max_steps` (or the epochs) are done; returns the final state."""
+        a = self.args
+        model_setup.maybe_compile(self.model, a)
+        on, _ = _world()
+        main = not on or torch.distributed.get_rank() == 0
+        progress = Progress(self.plan.max_steps, self.state.global_step, enabled=main and not a.disable_tqdm)
+        self._start = time.perf_counter()
+        try:
+            while self.state.global_step < self.plan.max_steps and (
+                self.epoch_length is None or self.state.epoch_index < self.plan.num_train_epochs
+            ):
+                self._run_epoch(progress)  # a stream (no length) is re-read until max_steps, as in HF
+        finally:
+            progress.close()
+        for cb in self.callbacks:
+            cb.on_train_end(self)
+        return self.state
+
+    def _run_epoch(self, progress: Progress) -> None:
+        s, ga, n = self.state, self.args.gradient_accumulation_steps, self.epoch_length
+        if hasattr(self.batcher, "set_epoch"):
+            self.batcher.set_epoch(s.epoch_index)
+        batches, started, exhausted = iter(self.batcher), s.global_step, False
+        while s.global_step < self.plan.max_steps and not exhausted:
+            want = ga if n is None else min(ga, n - s.micro_batches_done)
+            group = _take(batches, want, exact=n is not None)
+            s.micro_batches_done += len(group)
+            exhausted = len(group) < want or s.micro_batches_done == n
+            if not group:
+                break
+            s.epoch = s.epoch_index + (s.micro_batches_done / n if n else 0.0)
+            progress.update(self.optimizer_step(group))
+        if s.global_step == started:
+            raise DataError(
+                "the training data gave no micro-batch in a whole epoch; check the dataset and batch size"
+            )
+        if exhausted:
+            s.epoch_index, s.micro_batches_done = s.epoch_index + 1, 0
+
+    def optimizer_step(self, group: list[Batch]) -> dict[str, Any]:
+        """Forward/backward every micro-batch of one optimizer step, then clip, update, schedule and log."""
+        self.model.train()
+        group = [{k: v.to(self.device) for k, v in mb.items()} for mb in group]
+        tokens = self._global_tokens(group)
+        tick = time.perf_counter()
+        loss = self._accumulate(group, tokens)
+        self.precision.unscale(self.optimizer)
+        grad_norm = self._clip()
+        lr = self.scheduler.get_last_lr()[0]
+        finite = math.isfinite(loss) and math.isfinite(grad_norm)
+        scaled = self.precision.scaler is not None
+        if finite or scaled:
+            self.precision.step(self.optimizer)  # the fp16 scaler itself skips steps with inf/nan gradients
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        s = self.state
+        s.global_step += 1
+        s.tokens_seen += tokens
+        metrics = {
+            "epoch": round(s.epoch, 4),
+            "loss": loss,
+            "lr": lr,
+            "grad_norm": grad_norm,
+            "tokens": tokens,
+            "tokens_per_second": tokens / max(time.perf_counter() - tick, 1e-9),
+            "elapsed_s": round(time.perf_counter() - self._start, 3),
+        }
+        # fp16: an overflowing gradient with a finite loss is the scaler's business (it lowers the scale), not bad
+        self._after_step(
+            metrics, skipped=not finite, bad=not math.isfinite(loss) or (not finite and not scaled)
+        )
+        return metrics
+
+    # --- loss and gradients ---------------------------------------------------------------------------------------
+    def _global_tokens(self, group: list[Batch]) -> int:
+        count = sum(valid_tokens(mb["labels"]) for mb in group)
+        on, world = _world()
+        if on and self.args.average_tokens_across_devices:
+            count = count.clone()
+            torch.distributed.all_reduce(count)
+        return int(count)
+
+    def _accumulate(self, group: list[Batch], tokens: int) -> float:
+        while True:
+            try:
+                return self._forward_backward(group, tokens)
+            except Exception as exc:
+                if not (self.args.auto_find_batch_size and model_setup.is_out_of_memory(exc)):
+                    raise
+                self._halve_micro_batch(group, exc)
+
+    def _halve_micro_batch(self, group: list[Batch], exc: BaseException) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        rows = max(mb["input_ids"].size(0) for mb in group)
+        if rows <= self.split:
+            raise TrainingAborted(f"out of memory with a micro batch of 1 row: {exc}") from exc
+        self.split *= 2
+        logger.warning(
+            "out of memory; auto_find_batch_size: micro batch now %d rows", math.ceil(rows / self.split)
+        )
+
+    def _forward_backward(self, group: list[Batch], tokens: int) -> float:
+        on, world = _world()
+        scale = world if on and self.args.average_tokens_across_devices and self.per_token_loss else 1
+        pieces = [p for mb in group for p in _split(mb, self.split)]
+        total = torch.zeros((), device=self.device)
+        for i, piece in enumerate(pieces):
+            with self._sync_grads(last=i == len(pieces) - 1):
+                with self.precision.autocast():
+                    ce, aux = self.loss_fn(self.model, piece)
+                denominator = (
+                    tokens if self.per_token_loss else valid_tokens(piece["labels"]).item() * len(pieces)
+                )
+                loss = ce * (scale / max(denominator, 1)) + aux / len(pieces)
+                self.precision.scale(loss).backward()
+            total += loss.detach()
+        if on:  # every rank logs (and judges finiteness by) the same global loss
+            torch.distributed.all_reduce(total)
+        return float(total) / world
+
+    def _sync_grads(self, last: bool) -> contextlib.AbstractContextManager:
+        """DDP: all-reduce gradients only in the backward of the step's last micro-batch."""
+        if not last and isinstance(self.model, DistributedDataParallel):
+            return self.model.no_sync()
+        return contextlib.nullcontext()
+
+    def _clip(self) -> float:
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        limit = self.args.max_grad_norm if self.args.max_grad_norm > 0 else float("inf")
+        return float(torch.nn.utils.clip_grad_norm_(params, limit)) if params else 0.0
+
+    # --- after the step: bad-step accounting, logging, callbacks --------------------------------------------------
+    def _after_step(self, metrics: dict[str, Any], skipped: bool, bad: bool) -> None:
+        s = self.state
+        s.bad_steps = s.bad_steps + 1 if bad else 0
+        if skipped:
+            metrics["skipped"] = True
+            logger.warning(
+                "step %d: non-finite loss %s or grad_norm %s; update skipped (%d in a row)",
+                s.global_step,
+                metrics["loss"],
+                metrics["grad_norm"],
+                s.bad_steps,
+            )
+        self._log(metrics)
+        for cb in self.callbacks:
+            cb.on_step_end(self, metrics)
+        if s.bad_steps >= self.max_bad_steps:
+            self._abort(metrics)
+        if self.args.torch_empty_cache_steps and s.global_step % self.args.torch_empty_cache_steps == 0:
+            model_setup.empty_cache(self.device)
+
+    def _abort(self, metrics: dict[str, Any]) -> None:
+        reason = (
+            f"training stopped at step {self.state.global_step}: {self.state.bad_steps} optimizer steps in a row had a "
+            f"non-finite loss or gradient (last loss {metrics['loss']}, grad_norm {metrics['grad_norm']})"
+        )
+        notes = [n for cb in self.callbacks if (n := cb.on_abort(self, reason))]
+        hint = "lower learning_rate, set max_grad_norm, use bf16 instead of fp16, or check the data"
+        raise TrainingAborted("; ".join([reason, *notes, hint]))
+
+    def _log(self, metrics: dict[str, Any]) -> None:
+        self._window.append(metrics)
+        if not self._should_log():
+            return
+        window, self._window = self._window, []
+        losses = [m["loss"] for m in window]
+        if self.args.logging_nan_inf_filter:
+            losses = [x for x in losses if math.isfinite(x)] or losses
+        row = {
+            **metrics,
+            "loss": sum(losses) / len(losses),
+            "tokens": sum(m["tokens"] for m in window),
+            "tokens_per_second": sum(m["tokens"] for m in window)
+            / sum(m["tokens"] / m["tokens_per_second"] for m in window),
+        }
+        self.state.log_history.append({"step": self.state.global_step, **row})
+        self.reporter.log(row, self.state.global_step)
+
+    def _should_log(self) -> bool:
+        a, step = self.args, self.state.global_step
+        if a.logging_strategy == "no":
+            return False
+        if a.logging_strategy == "epoch":
+            return self.state.micro_batches_done == self.epoch_length
+        every = a.logging_steps if a.logging_steps >= 1 else math.ceil(self.plan.max_steps * a.logging_steps)
+        return step % int(every) == 0 or (a.logging_first_step and step == 1)
+
+    def close(self) -> None:
+        """Close the reporter."""
+        self.reporter.close()
+
+
+def _take(batches: Iterator[Batch], count: int, exact: bool) -> list[Batch]:
+    """The next `count` micro-batches; fewer only at the end of a stream (`exact` False)."""
+    group = [b for _, b in zip(range(count), batches, strict=False)]
+    if exact and len(group) < count:
+        raise RuntimeError(
+            f"the batcher yielded fewer micro-batches than its length says ({len(group)} < {count})"
+        )
+    return group
+
+
+def _split(batch: Batch, parts: int) -> list[Batch]:
+    """Cut a micro-batch into `parts` row groups (fewer when it has fewer rows)."""
+    if parts == 1:
+        return [batch]
+    rows = batch["input_ids"].size(0)
+    size = math.ceil(rows / min(parts, rows))
+    return [{k: v[i : i + size] for k, v in batch.items()} for i in range(0, rows, size)]
+
+
+def _aux_coef(model: torch.nn.Module, coef: float | None) -> float:
+    """The router aux-loss coefficient: the given one, else the model config's when it outputs router logits."""
+    if coef is not None:
+        return coef
+    config = getattr(unwrap(model), "config", None)
+    if config is not None and getattr(config, "output_router_logits", False):
+        return float(getattr(config, "router_aux_loss_coef", 0.0))
+    return 0.0
