@@ -130,3 +130,35 @@ def test_compile_backend_turns_compile_on():
     assert load("torch_compile_backend=inductor").train.torch_compile is True
     assert load("torchdynamo=eager").train.torch_compile is True
     assert load().train.torch_compile is False
+
+
+@pytest.mark.parametrize(
+    ("override", "pattern"),
+    [
+        ("push_to_hub=true", r"'push_to_hub'.*not implemented.*hf upload"),
+        ("hub_model_id=me/model", r"'hub_model_id'.*only used with push_to_hub"),
+        ("ms_hub_token=secret", r"'ms_hub_token'.*ModelScope"),
+        ('accelerator_config={"split_batches": true}', r"'accelerator_config'.*dist_config"),
+        ('parallelism_config={"tp_size": 2}', r"'parallelism_config'.*tp_size"),
+        ("debug=underflow_overflow", r"'debug'.*not implemented"),
+        ("trackio_space_id=me/space", r"'trackio_space_id'.*Trackio"),
+        ("quant_recipe=mxfp8", r"'quant_recipe'.*FP8 kernels"),
+        ("quant_block_size=16", r"'quant_block_size'.*only used with quant_recipe"),
+        ("label_names=target", r"'label_names'.*'labels'"),
+        ("remove_unused_columns=false", r"'remove_unused_columns'.*collator"),
+        ("data_manager_type=mg", r"'data_manager_type'.*stage: pt"),
+    ],
+)
+def test_arguments_that_cannot_take_effect_are_refused(override, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        load(override)
+
+
+def test_refused_arguments_at_their_default_are_fine():
+    cfg = load("push_to_hub=false", "remove_unused_columns=true", "label_names=labels", "quant_block_size=32")
+    assert cfg.train.push_to_hub is False
+
+
+def test_model_id_checked_against_model_type(tiny_model_dir):
+    with pytest.raises(ConfigError, match=r"'model_id'.*'qwen3' does not match the model's type 'qwen2'"):
+        load_config(None, [f"model={tiny_model_dir}", "model_id=qwen3"])

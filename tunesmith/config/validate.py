@@ -15,6 +15,7 @@ from tunesmith.config.plugins import (
     PluginSpec,
     import_plugin_modules,
 )
+from tunesmith.config.unsupported import check_unsupported
 from tunesmith.utils import dist_env
 from tunesmith.utils.errors import ConfigError
 
@@ -278,4 +279,5 @@ RULES: list[Callable[[TunesmithConfig], None]] = [
     _interleave,
     _split,
     _plugins,
+    check_unsupported,
 ]

@@ -62,6 +62,7 @@ def hub_kwargs(margs: Any) -> dict[str, Any]:
         "trust_remote_code": bool(margs.trust_remote_code),
         "revision": margs.model_revision or "main",
         "cache_dir": margs.cache_dir,
+        "token": margs.hf_hub_token,
     }
 
 

@@ -1,0 +1,96 @@
+"""Arguments that are accepted by name but cannot take effect here: setting them is an error that says why and
+what to use instead (never a silent no-op)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tunesmith.config.loader import TunesmithConfig
+from tunesmith.config.schema import fields_by_name
+from tunesmith.utils.errors import ConfigError
+
+_HUB = (
+    "uploading to the Hub is not implemented; upload output_dir afterwards with `hf upload REPO OUTPUT_DIR`"
+)
+_QUANT = (
+    "MindSpeed's mxfp8 low-precision training needs FP8 kernels (Ascend or Hopper) that this build does not have; "
+    "use bf16, or QLoRA (finetuning_type: qlora)"
+)
+_ONLY_WITH_QUANT = "only used with quant_recipe, which is not available here (see quant_recipe)"
+_HUBS = "downloads from ModelScope/Modelers are not implemented; download the model first and pass its local directory"
+
+# argument -> why it cannot take effect and what to use instead; an error when the user sets it.
+REFUSED: dict[str, str] = {
+    "push_to_hub": _HUB,
+    "hub_model_id": f"only used with push_to_hub: {_HUB}",
+    "hub_strategy": f"only used with push_to_hub: {_HUB}",
+    "hub_token": f"only used with push_to_hub: {_HUB}",
+    "hub_private_repo": f"only used with push_to_hub: {_HUB}",
+    "hub_always_push": f"only used with push_to_hub: {_HUB}",
+    "hub_revision": f"only used with push_to_hub: {_HUB}",
+    "ms_hub_token": _HUBS,
+    "om_hub_token": _HUBS,
+    "accelerator_config": "tunesmith does not run accelerate's Accelerator; use dist_config, fsdp/fsdp_config or deepspeed",
+    "parallelism_config": "use tunesmith's tp_size, cp_size, fsdp_size and ep_size instead",
+    "debug": "debug options are not implemented; non-finite losses and gradients are always detected and logged",
+    "trackio_space_id": "Trackio is not a supported report_to backend; use tensorboard, wandb, swanlab or mlflow",
+    "quant_recipe": _QUANT,
+    "quant_format": _ONLY_WITH_QUANT,
+    "quant_block_size": _ONLY_WITH_QUANT,
+    "quant_apply_modules": _ONLY_WITH_QUANT,
+    "quant_ignored_modules": _ONLY_WITH_QUANT,
+    "converters": _ONLY_WITH_QUANT,
+}
+
+_MODEL_TYPES = {"gpt_oss": "gpt_oss", "qwen3": "qwen3", "qwen3_moe": "qwen3_moe"}
+
+
+def check_unsupported(cfg: TunesmithConfig) -> None:
+    """Refuse arguments that cannot take effect, and check the few that only constrain others."""
+    fields = fields_by_name()
+    for name, why in REFUSED.items():
+        if cfg.is_set(name) and cfg.get(name) != fields[name].default:
+            raise ConfigError(f"{cfg.where(name)}: {why}")
+    _check_labels(cfg)
+    _check_data_manager(cfg)
+    _check_model_id(cfg)
+
+
+def _check_labels(cfg: TunesmithConfig) -> None:
+    train = cfg.train
+    if train.label_names not in (None, ["labels"]):
+        raise ConfigError(
+            f"{cfg.where('label_names')}: tunesmith batches always carry their labels under 'labels'"
+        )
+    if not train.remove_unused_columns:
+        raise ConfigError(
+            f"{cfg.where('remove_unused_columns')}: the collator always builds the model inputs itself "
+            "(input_ids, labels, attention_mask or position_ids); extra dataset columns never reach the model"
+        )
+
+
+def _check_data_manager(cfg: TunesmithConfig) -> None:
+    if cfg.data.data_manager_type == "mg" and cfg.train.stage != "pt":
+        raise ConfigError(
+            f"{cfg.where('data_manager_type')}: 'mg' is the pre-training data pipeline; set stage: pt "
+            f"(now {cfg.where('stage')} = {cfg.train.stage!r})"
+        )
+    if cfg.data.no_shared_storage and cfg.data.data_shared_file_system:
+        raise ConfigError(
+            f"{cfg.where('no_shared_storage')} and {cfg.where('data_shared_file_system')} contradict each other"
+        )
+
+
+def _check_model_id(cfg: TunesmithConfig) -> None:
+    """`model_id` names MindSpeed's own implementation; tunesmith runs transformers' one for the same model type,
+    so the id must match the model's config."""
+    model_id = cfg.model.model_id
+    path = Path(str(cfg.model.model_name_or_path)) / "config.json"
+    if model_id is None or not path.is_file():
+        return
+    model_type = json.loads(path.read_text(encoding="utf-8")).get("model_type")
+    if model_type != _MODEL_TYPES[model_id]:
+        raise ConfigError(
+            f"{cfg.where('model_id')}: {model_id!r} does not match the model's type {model_type!r} ({path})"
+        )
