@@ -162,3 +162,15 @@ def test_refused_arguments_at_their_default_are_fine():
 def test_model_id_checked_against_model_type(tiny_model_dir):
     with pytest.raises(ConfigError, match=r"'model_id'.*'qwen3' does not match the model's type 'qwen2'"):
         load_config(None, [f"model={tiny_model_dir}", "model_id=qwen3"])
+
+
+def test_hf_fsdp_options_and_config_file_reach_fsdp2(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    cfg = load("fsdp=full_shard offload auto_wrap")
+    assert cfg.train.dist_config.params.offload_params is True
+    path = tmp_path / "fsdp.json"
+    path.write_text('{"fsdp_reshard_after_forward": false}')
+    cfg = load("fsdp=full_shard", f"fsdp_config={path}")
+    assert cfg.train.dist_config.params.reshard_after_forward is False
+    with pytest.raises(ConfigError, match=r"fsdp_config: file 'nope.json' does not exist"):
+        load("fsdp=full_shard", "fsdp_config=nope.json")

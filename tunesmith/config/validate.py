@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from tunesmith.config.hf_fsdp import hf_fsdp_spec
 from tunesmith.config.loader import TunesmithConfig
 from tunesmith.config.plugins import (
     BUILTIN_PLUGIN_MODULES,
@@ -190,7 +191,7 @@ def _resolve_dist_config(cfg: TunesmithConfig) -> None:
     if train.deepspeed:
         implied.append(("deepspeed", _deepspeed_spec(train.deepspeed)))
     if _fsdp_enabled(train.fsdp):
-        implied.append(("fsdp", {"name": "fsdp2"}))
+        implied.append(("fsdp", hf_fsdp_spec(train.fsdp, train.fsdp_config)))
     if cfg.parallel.fsdp_size > 1:
         implied.append(("fsdp_size", {"name": "fsdp2"}))
     names = {spec["name"] for _, spec in implied}

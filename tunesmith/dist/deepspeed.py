@@ -1,0 +1,186 @@
+"""DeepSpeed engine: the user's JSON with `"auto"` values filled from our config, CPU/GPU setup, HF export."""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from tunesmith.utils.errors import ConfigError
+
+
+def load_ds_config(source: str | os.PathLike | dict[str, Any], key: str = "deepspeed") -> dict[str, Any]:
+    """The DeepSpeed config as a dict: a JSON file path (`config_file`) or an inline mapping."""
+    if isinstance(source, dict):
+        return copy.deepcopy(source)
+    path = Path(source)
+    if not path.is_file():
+        raise ConfigError(f"{key}: DeepSpeed config file {path} does not exist")
+    try:
+        value = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{key}: {path} line {exc.lineno}: invalid JSON ({exc.msg})") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key}: {path} must hold a JSON object")
+    return value
+
+
+def fill_auto(
+    ds: dict[str, Any],
+    *,
+    micro_batch_size: int,
+    gradient_accumulation_steps: int,
+    data_parallel_size: int,
+    learning_rate: float,
+    max_grad_norm: float,
+    bf16: bool,
+    fp16: bool,
+    weight_decay: float = 0.0,
+    adam_betas: tuple[float, float] = (0.9, 0.999),
+    adam_epsilon: float = 1e-8,
+    hidden_size: int | None = None,
+    warmup_steps: int = 0,
+    total_steps: int | None = None,
+    source: str = "deepspeed config",
+) -> dict[str, Any]:
+    """Replace `"auto"` values with ours; an explicit value that disagrees with our config is a ConfigError
+    (training would silently differ from what the config says). Returns a new dict."""
+    ds = copy.deepcopy(ds)
+    ours: dict[str, Any] = {
+        "train_micro_batch_size_per_gpu": micro_batch_size,
+        "gradient_accumulation_steps": gradient_accumulation_steps,
+        "train_batch_size": micro_batch_size * gradient_accumulation_steps * data_parallel_size,
+        "gradient_clipping": max_grad_norm,
+        "bf16.enabled": bf16,
+        "fp16.enabled": fp16,
+        "optimizer.params.lr": learning_rate,
+        "optimizer.params.betas": list(adam_betas),
+        "optimizer.params.eps": adam_epsilon,
+        "optimizer.params.weight_decay": weight_decay,
+        "scheduler.params.warmup_min_lr": 0.0,
+        "scheduler.params.warmup_max_lr": learning_rate,
+        "scheduler.params.warmup_num_steps": warmup_steps,
+        "scheduler.params.total_num_steps": total_steps,
+    }
+    if hidden_size:
+        ours["zero_optimization.reduce_bucket_size"] = hidden_size * hidden_size
+        ours["zero_optimization.stage3_prefetch_bucket_size"] = int(0.9 * hidden_size * hidden_size)
+        ours["zero_optimization.stage3_param_persistence_threshold"] = 10 * hidden_size
+    for flag, on in (("bf16", bf16), ("fp16", fp16)):
+        if on and flag not in ds:
+            ds[flag] = {"enabled": True}
+    for dotted, value in ours.items():
+        _fill(ds, dotted, value, source)
+    leftover = _find_auto(ds)
+    if leftover:
+        raise ConfigError(
+            f'{source}: {leftover} is "auto" but tunesmith has no value for it; set it explicitly'
+        )
+    return ds
+
+
+def _fill(ds: dict[str, Any], dotted: str, value: Any, source: str) -> None:
+    *parents, leaf = dotted.split(".")
+    node = ds
+    for part in parents:
+        node = node.get(part)
+        if not isinstance(node, dict):
+            return
+    if leaf not in node and parents:
+        return
+    current = node.get(leaf, "auto")
+    if current == "auto":
+        if value is None:
+            raise ConfigError(
+                f'{source}: {dotted} is "auto" but tunesmith has no value for it; set it explicitly'
+            )
+        node[leaf] = value
+    elif leaf in (
+        "train_micro_batch_size_per_gpu",
+        "gradient_accumulation_steps",
+        "train_batch_size",
+        "enabled",
+    ) and (current != value):
+        raise ConfigError(
+            f'{source}: {dotted} is {current!r} but the tunesmith config implies {value!r}; use "auto" or make '
+            "them agree"
+        )
+
+
+def _find_auto(node: Any, prefix: str = "") -> str | None:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            found = _find_auto(v, f"{prefix}{k}.")
+            if found:
+                return found
+    elif node == "auto":
+        return prefix.rstrip(".")
+    return None
+
+
+def zero_stage(ds: dict[str, Any]) -> int:
+    """The ZeRO stage (0 when absent)."""
+    return int(ds.get("zero_optimization", {}).get("stage", 0))
+
+
+def offloads_optimizer(ds: dict[str, Any]) -> bool:
+    """True when the optimizer state lives on the CPU (`offload_optimizer.device: cpu`)."""
+    zero = ds.get("zero_optimization", {})
+    return zero.get("offload_optimizer", {}).get("device", "none") in ("cpu", "nvme")
+
+
+def init_deepspeed_distributed(backend: str | None = None, timeout_s: int = 1800) -> None:
+    """Select the CPU accelerator when there is no GPU and join the process group (gloo on CPU)."""
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    import deepspeed
+
+    backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
+    deepspeed.init_distributed(dist_backend=backend, timeout=datetime.timedelta(seconds=timeout_s))
+
+
+def build_engine(
+    model: nn.Module,
+    ds: dict[str, Any],
+    *,
+    learning_rate: float,
+    weight_decay: float = 0.0,
+    adam_betas: tuple[float, float] = (0.9, 0.999),
+    adam_epsilon: float = 1e-8,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> Any:
+    """`deepspeed.initialize` with a filled config. Without an `optimizer` block in the JSON and without
+    `optimizer`, AdamW is built here: DeepSpeedCPUAdam when the optimizer state is offloaded (DeepSpeed rejects a
+    torch optimizer there), torch AdamW otherwise. Returns the engine."""
+    import deepspeed
+
+    if "optimizer" not in ds and optimizer is None:
+        params = [p for p in model.parameters() if p.requires_grad]
+        kwargs = {"lr": learning_rate, "betas": adam_betas, "eps": adam_epsilon, "weight_decay": weight_decay}
+        if offloads_optimizer(ds):
+            from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+            optimizer = DeepSpeedCPUAdam(params, adamw_mode=True, **kwargs)
+        else:
+            optimizer = torch.optim.AdamW(params, **kwargs)
+    engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds)
+    return engine
+
+
+def export_hf(
+    engine: Any, checkpoint_dir: str | os.PathLike, output_dir: str | os.PathLike, tag: str
+) -> None:
+    """Write a consolidated fp32 `transformers` model from the DeepSpeed checkpoint `checkpoint_dir/tag` (rank 0;
+    all ranks must call)."""
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+    if engine.global_rank == 0:
+        state = get_fp32_state_dict_from_zero_checkpoint(str(checkpoint_dir), tag=tag)
+        engine.module.save_pretrained(str(output_dir), state_dict=state)
+    torch.distributed.barrier()
