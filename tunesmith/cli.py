@@ -82,7 +82,12 @@ def cmd_train(
     """Load and validate the config, start more processes if asked, then run the stage's recipe."""
     if stage is not None:
         overrides = [*overrides, f"stage={stage}"]
-    cfg = _load(config, overrides)
+    cfg = _load(config, overrides)  # validated once here, before any process is started or anything loads
+    from tunesmith.launcher import relaunch
+
+    code = relaunch(["train", *([config] if config else []), *overrides])
+    if code is not None:
+        return code
     from tunesmith.recipes import run_recipe
 
     run_recipe(cfg)
