@@ -21,6 +21,8 @@ commands:
   plan CONFIG [--json]       resolved config and derived numbers (world size, accumulation, steps, warmup)
   data CONFIG --export F.jsonl [--limit N]
                              process the datasets, write examples (ids, labels, text), print counts and lengths
+  convert CONFIG --dcp DIR --output DIR
+                             turn a sharded (torch distributed) checkpoint into a Hugging Face model directory
   args [--json]              every argument: name, aliases, type, default, help, spec sources
   version                    the tunesmith version
   env                        versions of the libraries and what this machine can use
@@ -156,10 +158,26 @@ def cmd_data(config: str | None, overrides: list[str], options: dict[str, Any]) 
     return 0
 
 
+def cmd_convert(config: str | None, overrides: list[str], options: dict[str, Any]) -> int:
+    """Convert a sharded (torch distributed) checkpoint into a Hugging Face model directory."""
+    from tunesmith.dist.checkpoint_io import convert_dcp_to_hf
+    from tunesmith.model import load_model, load_tokenizer
+
+    if not options.get("--dcp") or not options.get("--output"):
+        raise TunesmithError("convert needs --dcp CHECKPOINT_DIR and --output HF_DIR")
+    cfg = _load(config, overrides)
+    tokenizer = load_tokenizer(cfg)
+    convert_dcp_to_hf(options["--dcp"], load_model(cfg, tokenizer), options["--output"])
+    tokenizer.save_pretrained(options["--output"])
+    print(f"wrote {options['--output']}")
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
     "train": Command(cmd_train, {}, "train"),
     "sft": Command(lambda c, o, p: cmd_train(c, o, p, stage="sft"), {}, "train with stage=sft"),
     "pt": Command(lambda c, o, p: cmd_train(c, o, p, stage="pt"), {}, "train with stage=pt"),
+    "convert": Command(cmd_convert, {"--dcp": True, "--output": True}, "sharded checkpoint -> HF model"),
     "data": Command(cmd_data, {"--export": True, "--limit": True}, "process and export the datasets"),
     "plan": Command(cmd_plan, {"--json": False, "--no-data": False}, "derived numbers"),
     "args": Command(cmd_args, {"--json": False}, "list arguments"),
