@@ -16,6 +16,7 @@ from tunesmith.config.plugins import (
     PluginSpec,
     import_plugin_modules,
 )
+from tunesmith.config.profiling_rules import check_profiling
 from tunesmith.config.unsupported import check_unsupported
 from tunesmith.utils import dist_env
 from tunesmith.utils.errors import ConfigError
@@ -281,4 +282,5 @@ RULES: list[Callable[[TunesmithConfig], None]] = [
     _split,
     _plugins,
     check_unsupported,
+    check_profiling,
 ]
