@@ -149,6 +149,7 @@ def import_plugin_modules(modules: Iterable[str]) -> None:
 # Modules whose import registers the built-in plugins (imported by name so the config layer does not import
 # the engines at module load).
 BUILTIN_PLUGIN_MODULES: list[str] = [
+    "tunesmith.data.batching.strategies",
     "tunesmith.dist.plugins",
     "tunesmith.train.optim_plugins",
     "tunesmith.train.schedulers",

@@ -9,6 +9,7 @@ from typing import Any
 from tunesmith.config.hf_fsdp import hf_fsdp_spec
 from tunesmith.config.loader import TunesmithConfig
 from tunesmith.config.plugins import (
+    BATCHING,
     BUILTIN_PLUGIN_MODULES,
     DIST,
     LR_SCHEDULER,
@@ -183,6 +184,7 @@ def _plugins(cfg: TunesmithConfig) -> None:
         raise _both(
             cfg, "lr_scheduler_type", "lr_scheduler_config", "lr_scheduler_config chooses the schedule"
         )
+    BATCHING.get(train.batching_strategy)
 
 
 def _resolve_dist_config(cfg: TunesmithConfig) -> None:

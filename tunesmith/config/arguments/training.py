@@ -34,7 +34,6 @@ SCHEDULERS = (
     "warmup_stable_decay",
     "inverse_sqrt",
 )
-BATCHING = ("normal", "padding_free", "dynamic_batching", "dynamic_padding_free")
 _REMOVED_FROM_HF = "transformers 5 removed it"
 
 
@@ -278,8 +277,8 @@ class TrainingLoopArguments:
     # --- batching and data loading --------------------------------------------------------------------------------
     batching_strategy: str = arg(
         "normal",
-        "How micro-batches are built: padded, padding-free (concatenated), dynamic (by token budget), or both.",
-        choices=BATCHING,
+        "How micro-batches are built: normal (padded), padding_free, dynamic_batching, dynamic_padding_free, or a "
+        "strategy registered by a plugin module.",
         sources="000",
     )
     batching_workers: int = arg(16, "Worker threads that build batches.", minimum=0, sources="000")
