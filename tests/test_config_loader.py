@@ -154,3 +154,11 @@ def test_none_words_for_optional_fields():
 def test_parse_overrides_rejects_bare_words():
     with pytest.raises(ConfigError, match="cannot read 'oops'"):
         parse_overrides(["oops"])
+
+
+def test_bool_or_str_field_reads_true_as_bool():
+    assert load("include_num_input_tokens_seen=true").train.include_num_input_tokens_seen is True
+    assert (
+        load("include_num_input_tokens_seen=non_padding").train.include_num_input_tokens_seen == "non_padding"
+    )
+    assert load("fsdp=false").train.fsdp is False

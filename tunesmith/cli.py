@@ -23,6 +23,7 @@ commands:
                              process the datasets, write examples (ids, labels, text), print counts and lengths
   convert CONFIG --dcp DIR --output DIR
                              turn a sharded (torch distributed) checkpoint into a Hugging Face model directory
+  plot OUTPUT_DIR            loss / eval loss / lr PNGs (smoothed like TensorBoard) from trainer_log.jsonl
   args [--json]              every argument: name, aliases, type, default, help, spec sources
   version                    the tunesmith version
   env                        versions of the libraries and what this machine can use
@@ -173,6 +174,18 @@ def cmd_convert(config: str | None, overrides: list[str], options: dict[str, Any
     return 0
 
 
+def cmd_plot(config: str | None, overrides: list[str], options: dict[str, Any]) -> int:
+    """Write the loss / eval loss / lr plots of a run's output_dir and print their paths."""
+    from tunesmith.report.plot import plot_run
+
+    targets = [config] if config else overrides
+    if len(targets) != 1:
+        raise TunesmithError("plot needs exactly one argument: the OUTPUT_DIR of a run")
+    for path in plot_run(targets[0]):
+        print(f"wrote {path}")
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
     "train": Command(cmd_train, {}, "train"),
     "sft": Command(lambda c, o, p: cmd_train(c, o, p, stage="sft"), {}, "train with stage=sft"),
@@ -180,6 +193,7 @@ COMMANDS: dict[str, Command] = {
     "convert": Command(cmd_convert, {"--dcp": True, "--output": True}, "sharded checkpoint -> HF model"),
     "data": Command(cmd_data, {"--export": True, "--limit": True}, "process and export the datasets"),
     "plan": Command(cmd_plan, {"--json": False, "--no-data": False}, "derived numbers"),
+    "plot": Command(cmd_plot, {}, "plot a run's trainer_log.jsonl"),
     "args": Command(cmd_args, {"--json": False}, "list arguments"),
     "version": Command(cmd_version, {}, "version"),
     "env": Command(cmd_env, {}, "environment"),

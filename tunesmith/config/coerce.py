@@ -76,14 +76,19 @@ def _coerce_union(value: Any, members: tuple[Any, ...]) -> Any:
 
 
 def _union_priority(value: Any):
-    """Try the member that matches the value's own Python type first, then the strict parsers, `str` last."""
+    """Try the member that matches the value's own Python type first. A string is tried as bool, int and float,
+    then as JSON (`[...]` / `{...}`), and only then as a plain string (so "true" is a bool for `bool | str`)."""
+    text = value.strip() if isinstance(value, str) else None
 
     def rank(member: Any) -> int:
         origin = typing.get_origin(member) or member
-        if isinstance(value, origin) and not (origin is int and isinstance(value, bool)):
-            return 0
-        order = {bool: 1, int: 2, float: 3, list: 4, dict: 5, str: 6}
-        return order.get(origin, 7)
+        if text is None:
+            if isinstance(value, origin) and not (origin is int and isinstance(value, bool)):
+                return 0
+            return 1
+        json_like = (origin is list and text.startswith("[")) or (origin is dict and text.startswith("{"))
+        order = {bool: 1, int: 2, float: 3, str: 5}
+        return 4 if json_like else order.get(origin, 6)
 
     return rank
 

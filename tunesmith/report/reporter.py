@@ -1,0 +1,156 @@
+"""`build_reporter`: trainer_log.jsonl plus the `report_to` backends, behind one `Reporter` the trainer logs to."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import resource
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tunesmith.config.arguments.training_io import REPORTERS
+from tunesmith.report.base import Backend, installed
+from tunesmith.report.jsonl import JsonlLog
+from tunesmith.report.secrets import public_config, redact, scrub, secret_values
+from tunesmith.utils.errors import ConfigError, TunesmithError
+from tunesmith.utils.logging import add_redaction
+
+logger = logging.getLogger("tunesmith")
+
+BACKENDS = ("tensorboard", "wandb", "swanlab", "mlflow")
+_RSS_PER_MIB = 2**20 if sys.platform == "darwin" else 2**10  # ru_maxrss is in bytes on macOS, KiB on Linux
+
+
+def selected_backends(report_to: str | list[str] | None) -> list[str]:
+    """The backend names `report_to` asks for: `all` = the installed ones, `none` (or nothing) = none."""
+    raw = [report_to] if isinstance(report_to, str) else list(report_to or [])
+    names = [n.strip() for item in raw for n in str(item).split(",") if n.strip()]
+    for name in names:
+        if name not in REPORTERS:
+            raise ConfigError(
+                f"report_to: {name!r} is not allowed; use one or more of {', '.join(REPORTERS)}"
+            )
+    if "none" in names:
+        if len(names) > 1:
+            raise ConfigError(f"report_to: 'none' cannot be combined with other backends (got {names})")
+        return []
+    if "all" in names:
+        return [b for b in BACKENDS if installed(b)]
+    return list(dict.fromkeys(names))
+
+
+def default_logging_dir(output_dir: str | Path) -> Path:
+    """HF's default TensorBoard folder: `output_dir/runs/<Mon DD_HH-MM-SS>_<host>`."""
+    stamp = datetime.datetime.now().strftime("%b%d_%H-%M-%S")
+    return Path(output_dir) / "runs" / f"{stamp}_{socket.gethostname()}"
+
+
+class Reporter:
+    """Sends each logged row to every backend, adding the optional token and memory metrics first."""
+
+    def __init__(self, backends: dict[str, Backend], args: Any, secrets: set[str]) -> None:
+        self.backends = backends
+        self.args = args
+        self.secrets = secrets
+        self.tokens_seen = 0
+        self.last_step = 0
+        self.last_elapsed: float | None = None
+
+    def log(self, metrics: dict[str, Any], step: int) -> None:
+        """Log one row of metrics at optimizer step `step` to every backend."""
+        row = scrub(self._extend(dict(metrics)), self.secrets)
+        self.last_step = max(self.last_step, step)
+        for backend in self.backends.values():
+            backend.log(row, step)
+
+    def log_hparams(self, cfg: Any) -> None:
+        """Give the backends the resolved config with secrets removed."""
+        params = public_config(cfg)
+        for backend in self.backends.values():
+            backend.log_hparams(params)
+
+    def close(self) -> None:
+        """Log the final throughput (when asked) and close every backend, even if one fails."""
+        if self.backends and self.args.include_tokens_per_second and self.last_elapsed:
+            self.log(
+                {"train_tokens_per_second": round(self.tokens_seen / self.last_elapsed, 3)}, self.last_step
+            )
+        errors = []
+        for name, backend in self.backends.items():
+            try:
+                backend.close()
+            except Exception as exc:  # close the others, then report
+                errors.append(f"{name}: {redact(str(exc), self.secrets)}")
+        self.backends = {}
+        if errors:
+            raise TunesmithError("report_to: closing failed for " + "; ".join(errors))
+
+    def _extend(self, row: dict[str, Any]) -> dict[str, Any]:
+        if "loss" in row:  # a training row
+            self.tokens_seen += int(row.get("input_tokens", row.get("tokens", 0)) or 0)
+            self.last_elapsed = row.get("elapsed_s", self.last_elapsed)
+            if self.args.include_num_input_tokens_seen not in (None, False, "no"):
+                row["num_input_tokens_seen"] = self.tokens_seen
+        if not self.args.skip_memory_metrics:
+            row.update(memory_metrics())
+        return row
+
+
+def memory_metrics() -> dict[str, float]:
+    """Peak resident memory of this process (and peak CUDA memory when a GPU is used), in MiB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out = {"peak_rss_mb": round(peak / _RSS_PER_MIB, 1)}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return out
+
+
+def build_reporter(cfg: Any, output_dir: str | Path, *, is_main: bool) -> Reporter:
+    """The run's reporter: on the main process trainer_log.jsonl plus `report_to`; elsewhere one that logs nothing."""
+    args = cfg.train
+    secrets = secret_values(cfg)
+    add_redaction(secrets)
+    if not is_main:
+        return Reporter({}, args, secrets)
+    backends: dict[str, Backend] = {"jsonl": JsonlLog(output_dir)}
+    for name in selected_backends(args.report_to):
+        try:
+            backends[name] = _open_backend(name, args, Path(output_dir))
+        except TunesmithError:
+            Reporter(backends, args, secrets).close()
+            raise
+        except Exception as exc:
+            Reporter(backends, args, secrets).close()
+            raise TunesmithError(f"report_to: {name} failed to start: {redact(str(exc), secrets)}") from None
+    reporter = Reporter(backends, args, secrets)
+    reporter.log_hparams(cfg)
+    return reporter
+
+
+def _open_backend(name: str, args: Any, output_dir: Path) -> Backend:
+    run_name = args.run_name or output_dir.resolve().name
+    if name == "tensorboard":
+        from tunesmith.report.tensorboard import TensorBoardBackend
+
+        return TensorBoardBackend(args.logging_dir or default_logging_dir(output_dir))
+    if name == "wandb":
+        from tunesmith.report.wandb import WandbBackend
+
+        return WandbBackend(output_dir, args.project, run_name)
+    if name == "mlflow":
+        from tunesmith.report.mlflow import MlflowBackend
+
+        return MlflowBackend(output_dir, args.project, run_name)
+    from tunesmith.report.swanlab import SwanlabBackend
+
+    return SwanlabBackend(
+        output_dir,
+        args.swanlab_project or args.project,
+        args.swanlab_exp_name or run_name,
+        args.swanlab_mode,
+        args.swanlab_token,
+    )
