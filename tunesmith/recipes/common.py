@@ -12,12 +12,23 @@ from tunesmith.config import TunesmithConfig
 from tunesmith.config.serialize import save_config
 from tunesmith.data.batching import build_batcher
 from tunesmith.data.pipeline import build_datasets
-from tunesmith.model import load_model, load_tokenizer, prepare_for_training, save_pretrained_output
+from tunesmith.model import load_model, load_tokenizer, prepare_for_training
+from tunesmith.recipes import distributed
+from tunesmith.recipes.lifecycle import (
+    lifecycle_callbacks,
+    predict_after_training,
+    prepare_output_dir,
+    resume,
+)
+from tunesmith.report import build_reporter, plot_run
 from tunesmith.train.callbacks import SaveOnAbort
 from tunesmith.train.model_setup import seed_everything
-from tunesmith.train.step_log import JsonlLog
+from tunesmith.train.profiling import build_profiler
+from tunesmith.train.signals import StopRequest, stop_on_signals
 from tunesmith.train.trainer import Trainer, TrainState
+from tunesmith.utils import dist_env
 from tunesmith.utils.errors import ConfigError
+from tunesmith.utils.logging import setup_logging
 
 logger = logging.getLogger("tunesmith")
 
@@ -29,40 +40,59 @@ def per_token_loss(cfg: TunesmithConfig) -> bool:
 
 
 def reporter_for(cfg: TunesmithConfig) -> Any:
-    """The reporting backends of `report_to` (trainer_log.jsonl always), or the plain jsonl writer."""
-    try:
-        from tunesmith.report import build_reporter
-    except ImportError:
-        return JsonlLog(cfg.train.output_dir)
-    return build_reporter(cfg, cfg.train.output_dir, is_main=True)
+    """trainer_log.jsonl plus the `report_to` backends (on the main process; replicas log nothing)."""
+    return build_reporter(cfg, cfg.train.output_dir, is_main=dist_env.rank() == 0)
 
 
 def run_stage(cfg: TunesmithConfig, stage: str) -> TrainState:
     """Train `cfg` as stage `stage` in this process and save the model, tokenizer and resolved config."""
     if cfg.train.stage != stage:
         raise ConfigError(f"stage: the {stage} recipe was asked to run stage {cfg.train.stage!r}")
+    setup_logging(cfg, dist_env.rank(), dist_env.local_rank())
+    resume_path = prepare_output_dir(cfg)
     seed_everything(cfg.train)
+    run = distributed.start(cfg)
+    try:
+        return _train(cfg, run, resume_path)
+    finally:
+        run.close()
+
+
+def _train(cfg: TunesmithConfig, run: distributed.DistRun, resume_path: Path | None) -> TrainState:
     tokenizer = load_tokenizer(cfg)
-    data = build_datasets(cfg, tokenizer)
+    with run.main_first():
+        data = build_datasets(cfg, tokenizer)
     model = prepare_for_training(load_model(cfg, tokenizer), cfg)
     if torch.cuda.is_available() and not cfg.train.use_cpu and not getattr(model, "is_quantized", False):
         model.to("cuda")
-    batcher = build_batcher(cfg, data.train, tokenizer, rank=0, world_size=1)
+    run, model = distributed.wrap(run, model, cfg)
+    batcher = build_batcher(cfg, data.train, tokenizer, rank=run.dp_rank, world_size=run.dp_size)
     output_dir = cfg.train.output_dir
+    stop = StopRequest()
     trainer = Trainer(
         model,
         cfg.train,
         batcher,
         aux_loss_coef=cfg.model.router_aux_loss_coef,
         reporter=reporter_for(cfg),
-        callbacks=[SaveOnAbort(tokenizer, output_dir)],
+        callbacks=[
+            *[c for c in (SaveOnAbort(tokenizer, output_dir), build_profiler(cfg)) if c is not None],
+            *lifecycle_callbacks(cfg, data.eval, tokenizer, stop),
+        ],
         per_token_loss=per_token_loss(cfg),
+        sync_group=run.sync_group,
     )
+    resume(trainer, resume_path)
     try:
-        state = trainer.train()
+        with stop_on_signals(stop):
+            state = trainer.train()
     finally:
         trainer.close()
-    save_pretrained_output(model, tokenizer, output_dir)
-    save_config(cfg, Path(output_dir) / "tunesmith_config.yaml")
+    run.save_output(model, tokenizer, cfg)
+    predict_after_training(cfg, model, tokenizer, data)
+    if run.is_main(cfg.train.save_on_each_node):
+        save_config(cfg, Path(output_dir) / "tunesmith_config.yaml")
+    if dist_env.rank() == 0:
+        logger.info("plots: %s", ", ".join(str(p) for p in plot_run(output_dir)))
     logger.info("trained %d steps; outputs in %s", state.global_step, output_dir)
     return state

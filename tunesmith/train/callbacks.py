@@ -14,8 +14,14 @@ if TYPE_CHECKING:
 class Callback:
     """Hooks into the loop; override what you need. `on_abort` returns a note for the error (e.g. a saved path)."""
 
+    def on_train_begin(self, trainer: Trainer) -> None:
+        """Before the first step (of this process: after a resume, the state is already restored)."""
+
     def on_step_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
         """After each optimizer step (metrics of that step, logged or not)."""
+
+    def on_evaluate(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+        """After an evaluation (its `eval_*` metrics)."""
 
     def on_abort(self, trainer: Trainer, reason: str) -> str | None:
         """Before the run stops on an error it detected."""

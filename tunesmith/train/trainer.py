@@ -23,13 +23,16 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from tunesmith.config.plan import StepPlan, step_plan
+from tunesmith.report.jsonl import JsonlLog
+from tunesmith.report.progress import Progress
 from tunesmith.train import model_setup
+from tunesmith.train.best_model import BestModel
 from tunesmith.train.callbacks import Callback
+from tunesmith.train.grad_clip import clip_grad_norm
 from tunesmith.train.loss import CausalLMLoss, unwrap, valid_tokens
 from tunesmith.train.optimizers import build_optimizer
 from tunesmith.train.precision import build_precision
 from tunesmith.train.schedulers import build_plugin_scheduler, build_scheduler
-from tunesmith.train.step_log import JsonlLog, Progress
 from tunesmith.utils.errors import ConfigError, DataError, TunesmithError
 
 logger = logging.getLogger("tunesmith")
@@ -76,6 +79,7 @@ class Trainer:
         callbacks: Sequence[Callback] = (),
         max_bad_steps: int = 5,
         per_token_loss: bool = True,
+        sync_group: Any = None,
     ) -> None:
         self.model, self.args, self.batcher = model, args, batcher
         self.device = next(model.parameters()).device
@@ -86,7 +90,10 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.max_bad_steps = max_bad_steps
         self.per_token_loss = per_token_loss
+        self.sync_group = sync_group  # data-parallel ranks summing tokens and losses; None: the whole world
         self.state = TrainState()
+        self.best = BestModel(args.metric_for_best_model, args.greater_is_better)
+        self.should_stop = False  # set by a callback (early stopping) to end training after this step
         # micro-batches per epoch on this rank; None for a stream
         self.epoch_length = len(batcher) if hasattr(batcher, "__len__") else None
         self.plan = self._plan()
@@ -134,9 +141,13 @@ class Trainer:
         main = not on or torch.distributed.get_rank() == 0
         progress = Progress(self.plan.max_steps, self.state.global_step, enabled=main and not a.disable_tqdm)
         self._start = time.perf_counter()
+        for cb in self.callbacks:
+            cb.on_train_begin(self)
         try:
-            while self.state.global_step < self.plan.max_steps and (
-                self.epoch_length is None or self.state.epoch_index < self.plan.num_train_epochs
+            while (
+                not self.should_stop
+                and self.state.global_step < self.plan.max_steps
+                and (self.epoch_length is None or self.state.epoch_index < self.plan.num_train_epochs)
             ):
                 self._run_epoch(progress)  # a stream (no length) is re-read until max_steps, as in HF
         finally:
@@ -150,7 +161,7 @@ class Trainer:
         if hasattr(self.batcher, "set_epoch"):
             self.batcher.set_epoch(s.epoch_index)
         batches, started, exhausted = iter(self.batcher), s.global_step, False
-        while s.global_step < self.plan.max_steps and not exhausted:
+        while s.global_step < self.plan.max_steps and not exhausted and not self.should_stop:
             want = ga if n is None else min(ga, n - s.micro_batches_done)
             group = _take(batches, want, exact=n is not None)
             s.micro_batches_done += len(group)
@@ -203,10 +214,10 @@ class Trainer:
     # --- loss and gradients ---------------------------------------------------------------------------------------
     def _global_tokens(self, group: list[Batch]) -> int:
         count = sum(valid_tokens(mb["labels"]) for mb in group)
-        on, world = _world()
+        on, world = self._data_world()
         if on and self.args.average_tokens_across_devices:
             count = count.clone()
-            torch.distributed.all_reduce(count)
+            torch.distributed.all_reduce(count, group=self.sync_group)
         return int(count)
 
     def _accumulate(self, group: list[Batch], tokens: int) -> float:
@@ -229,7 +240,7 @@ class Trainer:
         )
 
     def _forward_backward(self, group: list[Batch], tokens: int) -> float:
-        on, world = _world()
+        on, world = self._data_world()
         scale = world if on and self.args.average_tokens_across_devices and self.per_token_loss else 1
         pieces = [p for mb in group for p in _split(mb, self.split)]
         total = torch.zeros((), device=self.device)
@@ -244,8 +255,12 @@ class Trainer:
                 self.precision.scale(loss).backward()
             total += loss.detach()
         if on:  # every rank logs (and judges finiteness by) the same global loss
-            torch.distributed.all_reduce(total)
+            torch.distributed.all_reduce(total, group=self.sync_group)
         return float(total) / world
+
+    def _data_world(self) -> tuple[bool, int]:
+        on, world = _world()
+        return on, torch.distributed.get_world_size(self.sync_group) if on else world
 
     def _sync_grads(self, last: bool) -> contextlib.AbstractContextManager:
         """DDP: all-reduce gradients only in the backward of the step's last micro-batch."""
@@ -256,7 +271,7 @@ class Trainer:
     def _clip(self) -> float:
         params = [p for p in self.model.parameters() if p.grad is not None]
         limit = self.args.max_grad_norm if self.args.max_grad_norm > 0 else float("inf")
-        return float(torch.nn.utils.clip_grad_norm_(params, limit)) if params else 0.0
+        return clip_grad_norm(params, limit)
 
     # --- after the step: bad-step accounting, logging, callbacks --------------------------------------------------
     def _after_step(self, metrics: dict[str, Any], skipped: bool, bad: bool) -> None:

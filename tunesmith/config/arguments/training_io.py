@@ -51,6 +51,10 @@ class EvalSaveLogArguments:
     eval_use_gather_object: bool = arg(
         False, "Gather nested Python objects from all ranks during evaluation.", sources="001"
     )
+    compute_metrics: str | None = arg(
+        None,
+        "Your metrics function as 'module:function'; it gets predicted token ids, labels (and include_for_metrics).",
+    )
     prediction_loss_only: bool = arg(
         False, "Evaluation returns only the loss (no predictions).", sources="001"
     )
