@@ -16,10 +16,10 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from tunesmith.utils.builtin import is_builtin
 from tunesmith.model.fused_ops import apply_kernels, check_kernel_flags, resolve_attn_impl
 from tunesmith.model.source import check_remote_code, hub_kwargs, load_or_explain, resolve_source
 from tunesmith.model.vocab import resize_and_init
+from tunesmith.utils.builtin import is_builtin
 from tunesmith.utils.errors import ConfigError
 
 logger = logging.getLogger("tunesmith")
