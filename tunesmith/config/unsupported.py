@@ -35,6 +35,12 @@ REFUSED: dict[str, str] = {
     "parallelism_config": "use tunesmith's tp_size, cp_size, fsdp_size and ep_size instead",
     "debug": "debug options are not implemented; non-finite losses and gradients are always detected and logged",
     "trackio_space_id": "Trackio is not a supported report_to backend; use tensorboard, wandb, swanlab or mlflow",
+    "eval_do_concat_batches": "compute_metrics always receives the whole eval set concatenated (or batch by batch "
+    "with batch_eval_metrics); keeping a list per batch is not implemented",
+    "eval_use_gather_object": "evaluation runs on the main process; gathering Python objects across ranks is not "
+    "needed and not implemented",
+    "ep_fsdp_modules": "sharding experts inside the expert-parallel group (ep_fsdp_size > 1) is not implemented; "
+    "experts are sharded by ep_size only",
     "quant_recipe": _QUANT,
     "quant_format": _ONLY_WITH_QUANT,
     "quant_block_size": _ONLY_WITH_QUANT,
@@ -52,6 +58,10 @@ def check_unsupported(cfg: TunesmithConfig) -> None:
     for name, why in REFUSED.items():
         if cfg.is_set(name) and cfg.get(name) != fields[name].default:
             raise ConfigError(f"{cfg.where(name)}: {why}")
+    if cfg.is_set("do_train") and not cfg.train.do_train:
+        raise ConfigError(
+            f"{cfg.where('do_train')}: tunesmith train always trains; evaluation-only runs are not implemented yet"
+        )
     _check_labels(cfg)
     _check_data_manager(cfg)
     _check_model_id(cfg)

@@ -128,6 +128,27 @@ def _not_multiple(save: float, every: float | None) -> bool:
     return abs(ratio - round(ratio)) > 1e-9
 
 
+def _loader_workers(cfg: TunesmithConfig) -> None:
+    """HF's `dataloader_num_workers` x `dataloader_prefetch_factor` sets how many micro-batches the background
+    builder prepares ahead (tunesmith's `batching_workers`); 0 builds them in the training thread, as HF's 0 does."""
+    train = cfg.train
+    if train.dataloader_prefetch_factor is not None and not train.dataloader_num_workers:
+        raise ConfigError(
+            f"{cfg.where('dataloader_prefetch_factor')}: only used with dataloader_num_workers > 0 (as in torch)"
+        )
+    if not cfg.is_set("dataloader_num_workers"):
+        return
+    if cfg.is_set("batching_workers"):
+        raise _both(
+            cfg, "dataloader_num_workers", "batching_workers", "both set how many batches are built ahead"
+        )
+    train.batching_workers = train.dataloader_num_workers * (train.dataloader_prefetch_factor or 2)
+    if train.dataloader_persistent_workers or train.dataloader_pin_memory:
+        logger.info(
+            "batches are built by one background thread that lives for the whole run (pinned on GPU only)"
+        )
+
+
 def _fsdp_modules(cfg: TunesmithConfig) -> None:
     if not cfg.parallel.fsdp_modules:
         raise ConfigError(
@@ -279,6 +300,7 @@ RULES: list[Callable[[TunesmithConfig], None]] = [
     _packing,
     _eval_strategy,
     _best_model,
+    _loader_workers,
     _fsdp_modules,
     _interleave,
     _split,
