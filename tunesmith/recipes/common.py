@@ -66,7 +66,9 @@ def _train(cfg: TunesmithConfig, run: distributed.DistRun, resume_path: Path | N
     if torch.cuda.is_available() and not cfg.train.use_cpu and not getattr(model, "is_quantized", False):
         model.to("cuda")
     run, model = distributed.wrap(run, model, cfg)
-    batcher = build_batcher(cfg, data.train, tokenizer, rank=run.dp_rank, world_size=run.dp_size)
+    batcher = distributed.sequence_slices(
+        run, build_batcher(cfg, data.train, tokenizer, rank=run.dp_rank, world_size=run.dp_size), tokenizer
+    )
     output_dir = cfg.train.output_dir
     stop = StopRequest()
     trainer = Trainer(

@@ -8,14 +8,17 @@ import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
+import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
 from tunesmith.config import TunesmithConfig
-from tunesmith.dist.checkpoint_io import export_hf
 from tunesmith.dist.parallelize import parallelize
 from tunesmith.dist.setup import cleanup, init_distributed, is_main_process, main_process_first
+from tunesmith.dist.ulysses import split_sequence
 from tunesmith.model import save_pretrained_output
+from tunesmith.train.grad_clip import mark_sharded
 from tunesmith.utils.errors import ConfigError
 
 
@@ -28,6 +31,8 @@ class DistRun:
     dp_size: int = 1
     sync_group: dist.ProcessGroup | None = None  # ranks whose token counts and gradients are summed
     sharded: bool = False  # parameters are DTensors (FSDP2 / tensor parallel): export gathers them
+    cp_rank: int = 0
+    cp_size: int = 1
 
     @contextlib.contextmanager
     def main_first(self, on_each_node: bool = False) -> Iterator[None]:
@@ -49,9 +54,12 @@ class DistRun:
         main = self.is_main(args.save_on_each_node)
         if self.sharded:
             if args.save_hf_weights:
-                export_hf(model, args.output_dir, is_main=main)
-                if main and tokenizer is not None:
-                    tokenizer.save_pretrained(args.output_dir)
+                state = full_state(model, every_rank=args.save_on_each_node)
+                if main:
+                    getattr(model, "module", model).save_pretrained(args.output_dir, state_dict=state)
+                    if tokenizer is not None:
+                        tokenizer.save_pretrained(args.output_dir)
+            self.barrier()
             return
         if main:
             save_pretrained_output(getattr(model, "module", model), tokenizer, args.output_dir)
@@ -68,16 +76,32 @@ class DistRun:
             cleanup()
 
 
+def full_state(model: nn.Module, every_rank: bool = False) -> dict[str, torch.Tensor]:
+    """The unsharded state dict of a FSDP2 / tensor- / expert-parallel model on CPU: on rank 0 (empty elsewhere),
+    or on every rank with `every_rank`. A collective: call on all ranks."""
+    options = StateDictOptions(full_state_dict=True, cpu_offload=not every_rank)
+    state = get_model_state_dict(model, options=options)
+    for name, module in model.named_modules():
+        group = getattr(module, "ep_group", None)
+        for pname, param in module.named_parameters(recurse=False) if group is not None else ():
+            parts = [torch.empty_like(param.detach()) for _ in range(dist.get_world_size(group))]
+            dist.all_gather(parts, param.detach().contiguous(), group=group)
+            key = f"{name}.{pname}" if name else pname
+            if key in state:  # the experts of every rank, in rank order (contiguous blocks)
+                state[key] = torch.cat(parts).cpu()
+    return state
+
+
 def start(cfg: TunesmithConfig) -> DistRun:
     """Join the process group torchrun describes (`ddp_backend`, `ddp_timeout`); `DistRun()` when single-process."""
     par = cfg.parallel
-    if not init_distributed(par.ddp_backend, par.ddp_timeout) or dist.get_world_size() == 1:
-        return DistRun(active=dist.is_initialized())
-    _check_supported(cfg)
+    if not init_distributed(par.ddp_backend, par.ddp_timeout):
+        return DistRun()
+    check_supported(cfg)
     return DistRun(active=True)
 
 
-def _check_supported(cfg: TunesmithConfig) -> None:
+def check_supported(cfg: TunesmithConfig) -> None:
     """Combinations the distributed training path cannot honour yet: a clear error instead of wrong training."""
     spec, par, args = cfg.train.dist_config, cfg.parallel, cfg.train
     if spec is not None and spec.name == "deepspeed":
@@ -85,10 +109,8 @@ def _check_supported(cfg: TunesmithConfig) -> None:
             "dist_config: deepspeed is not wired into `tunesmith train` yet; use dist_config: {name: fsdp2} "
             "(ZeRO-3 equivalent) or DDP (no dist_config)"
         )
-    if par.cp_size > 1:
-        raise ConfigError(
-            "cp_size: context parallel is not wired into `tunesmith train` yet; use cp_size: 1"
-        )
+    if par.cp_size > 1 and args.chunk_loss_size:
+        raise ConfigError("chunk_loss_size: not supported with context parallel (cp_size > 1); unset it")
     if _sharding(cfg) and args.save_strategy != "no":
         raise ConfigError(
             f"save_strategy: {args.save_strategy!r} with a sharded model (fsdp2 / tp_size / ep_size) needs "
@@ -119,6 +141,55 @@ def wrap(run: DistRun, model: nn.Module, cfg: TunesmithConfig) -> tuple[DistRun,
         dp_size=par.sizes.dp,
         sync_group=sync.get_group(),
         sharded=_sharding(cfg),
+        cp_rank=par.cp_rank,
+        cp_size=par.sizes.cp,
     )
+    for module in par.model.modules():  # expert parallel: each rank holds some experts
+        if hasattr(module, "ep_group"):
+            for param in module.parameters(recurse=False):
+                mark_sharded(param, module.ep_group)
     return placed, par.model
 
+
+def sequence_slices(run: DistRun, batcher: Any, tokenizer: Any) -> Any:
+    """With context parallel, `batcher`'s micro-batches as this cp rank's slice of the sequence; else `batcher`."""
+    if run.cp_size == 1:
+        return batcher
+    if not hasattr(batcher, "__len__"):
+        raise ConfigError("cp_size: context parallel needs a map-style dataset; set streaming: false")
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return SequenceSlices(batcher, run.cp_rank, run.cp_size, int(pad_id))
+
+
+class SequenceSlices:
+    """Micro-batches padded to a multiple of `cp` positions and cut to slice `rank` (Ulysses context parallel).
+
+    `labels` get a leading ignored column, so each of the slice's logits is scored against the next token, also
+    across slice boundaries (see `tunesmith.train.loss.token_ce_sum`); the other batcher methods pass through."""
+
+    def __init__(self, batcher: Any, rank: int, cp: int, pad_id: int) -> None:
+        self.batcher, self.rank, self.cp, self.pad_id = batcher, rank, cp, pad_id
+
+    def __len__(self) -> int:
+        return len(self.batcher)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.batcher, name)
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        for batch in self.batcher:
+            yield self._slice(batch)
+
+    def _slice(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        extra = -batch["input_ids"].size(1) % self.cp
+        padded = {
+            "input_ids": torch.nn.functional.pad(batch["input_ids"], (0, extra), value=self.pad_id),
+            "labels": torch.nn.functional.pad(batch["labels"], (0, extra), value=-100),
+        }
+        if "position_ids" in batch:
+            end = batch["position_ids"][:, -1:] + 1 + torch.arange(extra)
+            padded["position_ids"] = torch.cat([batch["position_ids"], end], dim=1)
+        part = split_sequence(padded, self.rank, self.cp)
+        ignored = torch.full_like(part["shift_labels"][:, :1], -100)
+        labels = torch.cat([ignored, part.pop("shift_labels")], dim=1)
+        return {**part, "labels": labels}

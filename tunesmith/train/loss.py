@@ -28,8 +28,11 @@ def valid_tokens(labels: torch.Tensor) -> torch.Tensor:
 
 
 def token_ce_sum(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
-    """Sum over valid tokens of the (optionally label-smoothed) cross-entropy of next-token `logits` (B, T, V)."""
-    shifted = logits[:, :-1, :].float()
+    """Sum over valid tokens of the (optionally label-smoothed) cross-entropy of next-token `logits` (B, T, V).
+
+    `labels` one position longer than `logits` (a context-parallel slice) are already aligned: labels[:, 1:] are
+    the targets of every logit position."""
+    shifted = (logits if labels.size(1) == logits.size(1) + 1 else logits[:, :-1, :]).float()
     targets = labels[:, 1:].to(shifted.device)
     return F.cross_entropy(
         shifted.reshape(-1, shifted.size(-1)),

@@ -25,6 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tunesmith.config.plan import StepPlan, step_plan
 from tunesmith.report.jsonl import JsonlLog
 from tunesmith.report.progress import Progress
+from tunesmith.report.schedule import should_log
 from tunesmith.train import model_setup
 from tunesmith.train.best_model import BestModel
 from tunesmith.train.callbacks import Callback
@@ -306,6 +307,8 @@ class Trainer:
     def _log(self, metrics: dict[str, Any]) -> None:
         self._window.append(metrics)
         if not self._should_log():
+            if self.args.logging_strategy == "no":
+                self._window.clear()  # nothing will be logged: keep no history
             return
         window, self._window = self._window, []
         losses = [m["loss"] for m in window]
@@ -322,13 +325,8 @@ class Trainer:
         self.reporter.log(row, self.state.global_step)
 
     def _should_log(self) -> bool:
-        a, step = self.args, self.state.global_step
-        if a.logging_strategy == "no":
-            return False
-        if a.logging_strategy == "epoch":
-            return self.state.micro_batches_done == self.epoch_length
-        every = a.logging_steps if a.logging_steps >= 1 else math.ceil(self.plan.max_steps * a.logging_steps)
-        return step % int(every) == 0 or (a.logging_first_step and step == 1)
+        epoch_end = self.state.micro_batches_done == self.epoch_length
+        return should_log(self.state.global_step, self.plan.max_steps, self.args, epoch_end=epoch_end)
 
     def close(self) -> None:
         """Close the reporter."""
