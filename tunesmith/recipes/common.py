@@ -78,7 +78,8 @@ def _train(cfg: TunesmithConfig, run: distributed.DistRun, resume_path: Path | N
         aux_loss_coef=cfg.model.router_aux_loss_coef,
         reporter=reporter_for(cfg),
         callbacks=[
-            *[c for c in (SaveOnAbort(tokenizer, output_dir), build_profiler(cfg)) if c is not None],
+            SaveOnAbort(tokenizer, output_dir, save=lambda m, tok, path: run.save_output(m, tok, cfg, path)),
+            *[c for c in (build_profiler(cfg),) if c is not None],
             *lifecycle_callbacks(cfg, data.eval, tokenizer, stop),
         ],
         per_token_loss=per_token_loss(cfg),

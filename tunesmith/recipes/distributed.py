@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -47,22 +48,26 @@ class DistRun:
         """Rank 0 (each node's local rank 0 with `on_each_node`); True when not distributed."""
         return not self.active or is_main_process(on_each_node)
 
-    def save_output(self, model: nn.Module, tokenizer: Any, cfg: TunesmithConfig) -> None:
-        """The final model in `output_dir` as `transformers` loads it, written by the main process (each node's
-        with `save_on_each_node`); a sharded model is gathered into a full state dict first (a collective)."""
+    def save_output(
+        self, model: nn.Module, tokenizer: Any, cfg: TunesmithConfig, output_dir: str | Path | None = None
+    ) -> None:
+        """The model in `output_dir` (default: the run's) as `transformers` loads it, written by the main process
+        (each node's with `save_on_each_node`); a sharded model is gathered into a full state dict first (a
+        collective, so every rank calls this)."""
         args = cfg.train
+        target = output_dir or args.output_dir
         main = self.is_main(args.save_on_each_node)
         if self.sharded:
             if args.save_hf_weights:
                 state = full_state(model, every_rank=args.save_on_each_node)
                 if main:
-                    getattr(model, "module", model).save_pretrained(args.output_dir, state_dict=state)
+                    getattr(model, "module", model).save_pretrained(target, state_dict=state)
                     if tokenizer is not None:
-                        tokenizer.save_pretrained(args.output_dir)
+                        tokenizer.save_pretrained(target)
             self.barrier()
             return
         if main:
-            save_pretrained_output(getattr(model, "module", model), tokenizer, args.output_dir)
+            save_pretrained_output(getattr(model, "module", model), tokenizer, target)
         self.barrier()
 
     def barrier(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,13 +33,19 @@ class Callback:
 
 
 class SaveOnAbort(Callback):
-    """Saves the model (or adapter) and tokenizer to `output_dir/checkpoint-<step>-aborted` when the loop gives up."""
+    """Saves the model (or adapter) and tokenizer to `output_dir/checkpoint-<step>-aborted` when the loop gives up.
 
-    def __init__(self, tokenizer: Any, output_dir: str | Path) -> None:
+    `save(model, tokenizer, path)` does the writing; the default suits one process, the distributed recipe passes
+    one that gathers a sharded model and writes from the main process."""
+
+    def __init__(
+        self, tokenizer: Any, output_dir: str | Path, save: Callable[..., None] | None = None
+    ) -> None:
         self.tokenizer, self.output_dir = tokenizer, Path(output_dir)
+        self.save = save or save_pretrained_output
 
     def on_abort(self, trainer: Trainer, reason: str) -> str:
         """Save and say where."""
         path = self.output_dir / f"checkpoint-{trainer.state.global_step}-aborted"
-        save_pretrained_output(trainer.model, self.tokenizer, path)
+        self.save(trainer.model, self.tokenizer, path)
         return f"the model at that point was saved to {path}"
