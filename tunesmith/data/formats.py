@@ -189,15 +189,23 @@ def _alpaca(row: dict, columns: dict[str, str], tags: dict, where: _Where) -> tu
     return messages, system, _tools(row, columns, where)
 
 
-def _sharegpt(row: dict, columns: dict[str, str], tags: dict, where: _Where) -> tuple[list[dict], str, str]:
+def _turns_and_system(
+    row: dict, columns: dict[str, str], tags: dict, where: _Where, noun: str
+) -> tuple[str, list, str, int]:
+    """The conversation column, its turns after a leading system turn, the system prompt (from that turn or the
+    system column) and how many turns were taken off the front (error messages count them too)."""
     field = columns["messages"]
     turns = row.get(field)
     if not isinstance(turns, list) or not turns:
-        raise where(field, "expected a non-empty list of turns")
+        raise where(field, f"expected a non-empty list of {noun}")
     system, turns = _leading_system(turns, tags, field, where)
-    offset = len(row[field]) - len(turns)  # error messages count the system turn too
     if not system and columns.get("system"):
         system = _string(row.get(columns["system"]), columns["system"], where, required=False)
+    return field, turns, system, len(row[field]) - len(turns)
+
+
+def _sharegpt(row: dict, columns: dict[str, str], tags: dict, where: _Where) -> tuple[list[dict], str, str]:
+    field, turns, system, offset = _turns_and_system(row, columns, tags, where, "turns")
     role_of = {tags["user_tag"]: USER, tags["assistant_tag"]: ASSISTANT}
     role_of.update({tags["observation_tag"]: OBSERVATION, tags["function_tag"]: FUNCTION})
     messages = []
@@ -214,14 +222,7 @@ def _sharegpt(row: dict, columns: dict[str, str], tags: dict, where: _Where) -> 
 
 
 def _openai(row: dict, columns: dict[str, str], tags: dict, where: _Where) -> tuple[list[dict], str, str]:
-    field = columns["messages"]
-    turns = row.get(field)
-    if not isinstance(turns, list) or not turns:
-        raise where(field, "expected a non-empty list of messages")
-    system, turns = _leading_system(turns, tags, field, where)
-    offset = len(row[field]) - len(turns)  # error messages count the system turn too
-    if not system and columns.get("system"):
-        system = _string(row.get(columns["system"]), columns["system"], where, required=False)
+    field, turns, system, offset = _turns_and_system(row, columns, tags, where, "messages")
     role_of = {tags["user_tag"]: USER, tags["assistant_tag"]: ASSISTANT, tags["function_tag"]: FUNCTION}
     messages: list[dict[str, str]] = []
     tool_results: list[str] = []
