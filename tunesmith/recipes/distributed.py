@@ -116,11 +116,11 @@ def check_supported(cfg: TunesmithConfig) -> None:
         )
     if par.cp_size > 1 and args.chunk_loss_size:
         raise ConfigError("chunk_loss_size: not supported with context parallel (cp_size > 1); unset it")
-    if _sharding(cfg) and args.save_strategy != "no":
+    if par.ep_size > 1 and args.save_strategy != "no":
         raise ConfigError(
-            f"save_strategy: {args.save_strategy!r} with a sharded model (fsdp2 / tp_size / ep_size) needs "
-            "sharded checkpoints, not wired into `tunesmith train` yet; use save_strategy: no (the final model "
-            "is still exported) or DDP"
+            f"save_strategy: {args.save_strategy!r} with expert parallel (ep_size > 1) needs expert-sharded "
+            "checkpoints, not supported yet; use save_strategy: no (the final model is still exported), or "
+            "fsdp2 / tp_size (checkpointed with torch distributed checkpoint)"
         )
     if _sharding(cfg) and (args.do_predict or args.predict_with_generate):
         raise ConfigError(

@@ -6,6 +6,11 @@ the model is frozen, e.g. LoRA), `optimizer.pt`, `scheduler.pt`, `scaler.pt` (fp
 `data_state_<rank>.json` (batcher position), `trainer_state.json` and, written last, `COMPLETE` (the list of files
 and their sizes). It is written as `checkpoint-<step>.tmp` and renamed only once complete, so a kill during the
 write never leaves a visible half checkpoint.
+
+A sharded model (FSDP2 / tensor parallel: DTensor parameters) stores model and optimizer instead in `dcp/`, a torch
+distributed checkpoint every rank writes its shards to; it resumes on any number of ranks. Resuming on a different
+number of ranks keeps weights, optimizer, scheduler, step and epoch but restarts the current epoch's data order (the
+per-rank batcher positions do not carry over), with a warning.
 """
 
 from __future__ import annotations
@@ -16,12 +21,15 @@ import os
 import re
 import shutil
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import safetensors.torch
 import torch
+from torch.distributed.tensor import DTensor
 
+from tunesmith.dist.checkpoint_io import load_sharded, save_sharded
 from tunesmith.train import rng
 from tunesmith.train.loss import unwrap
 from tunesmith.utils.errors import ConfigError
@@ -31,6 +39,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("tunesmith")
 MARKER = "COMPLETE"
+DCP_DIR = "dcp"
 STATE_FILE = "trainer_state.json"
 PREFIX = "checkpoint-"
 _NAME = re.compile(r"^checkpoint-(\d+)$")
@@ -69,17 +78,25 @@ def _unique_storage(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     return unique
 
 
+def is_sharded(model: torch.nn.Module) -> bool:
+    """Whether the model's parameters are DTensors (FSDP2 / tensor parallel): checkpointed with DCP."""
+    return any(isinstance(p, DTensor) for p in model.parameters())
+
+
 def snapshot(trainer: Trainer, rank: int = 0) -> dict[str, Any]:
-    """Everything to write, copied to the CPU now (the state at this step, whatever training does next)."""
+    """Everything to write, copied to the CPU now (the state at this step, whatever training does next); a sharded
+    model's weights and optimizer are not in it (`save_sharded` writes them from the live model)."""
     a = trainer.args
+    sharded = is_sharded(trainer.model)
     snap: dict[str, Any] = {
-        "weights": _unique_storage(model_weights(trainer.model)),
+        "weights": None if sharded else _unique_storage(model_weights(trainer.model)),
         "trainer_state": trainer_state_dict(trainer),
         "rank": rank,
         "safetensors": a.save_safetensors,
     }
     if not a.save_only_model:
-        snap["optimizer"] = trainer.optimizer.state_dict()
+        if not sharded:
+            snap["optimizer"] = trainer.optimizer.state_dict()
         snap["scheduler"] = trainer.scheduler.state_dict()
         if trainer.precision.scaler is not None:
             snap["scaler"] = trainer.precision.scaler.state_dict()
@@ -118,11 +135,17 @@ def _barrier() -> None:
         dist.barrier()
 
 
-def write_snapshot(snap: dict[str, Any], final: Path, write_shared: bool = True) -> Path:
+def write_snapshot(
+    snap: dict[str, Any],
+    final: Path,
+    write_shared: bool = True,
+    write_dcp: Callable[[Path], None] | None = None,
+) -> Path:
     """Write `snap` to `final.tmp`, the marker last, then rename to `final`; returns `final`.
 
-    With several ranks every rank writes its own RNG/data files; the ranks that `write_shared` (the main one, or
-    each node's with save_on_each_node) write the rest, the marker and rename, after all ranks have written."""
+    With several ranks every rank writes its own RNG/data files (and, with `write_dcp`, its shards); the ranks that
+    `write_shared` (the main one, or each node's with save_on_each_node) write the rest, the marker and rename,
+    after all ranks have written."""
     tmp = final.with_name(final.name + ".tmp")
     if write_shared:
         if tmp.exists():
@@ -131,11 +154,14 @@ def write_snapshot(snap: dict[str, Any], final: Path, write_shared: bool = True)
     _barrier()
     tmp.mkdir(parents=True, exist_ok=True)
     rank = snap["rank"]
-    if write_shared:
+    if write_dcp is not None:
+        write_dcp(tmp / DCP_DIR)
+    if write_shared and snap["weights"] is not None:
         if snap["safetensors"]:
             safetensors.torch.save_file(snap["weights"], tmp / "model.safetensors", metadata={"format": "pt"})
         else:
             torch.save(snap["weights"], tmp / "pytorch_model.bin")
+    if write_shared:
         for key in ("optimizer", "scheduler", "scaler"):
             if key in snap:
                 torch.save(snap[key], tmp / f"{key}.pt")
@@ -161,7 +187,9 @@ def _jsonable(value: Any) -> Any:
 
 
 def _write_marker(folder: Path) -> None:
-    files = {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.is_file()}
+    files = {
+        p.relative_to(folder).as_posix(): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()
+    }
     with (folder / MARKER).open("w") as f:
         json.dump(files, f)
         f.flush()
@@ -187,6 +215,11 @@ class CheckpointSaver:
         self.wait()
         final = self.output_dir / f"{PREFIX}{trainer.state.global_step}"
         snap = snapshot(trainer, self.rank)
+        if snap["weights"] is None:
+            # sharded: DCP writes the live model and optimizer from every rank, so never in the background
+            optimizer = None if self.args.save_only_model else trainer.optimizer
+            self._write(snap, final, trainer, lambda d: save_sharded(d, trainer.model, optimizer))
+            return final
         if not self.background:
             self._write(snap, final, trainer)
             return final
@@ -194,8 +227,15 @@ class CheckpointSaver:
         self._thread.start()
         return final
 
-    def _write(self, snap: dict[str, Any], final: Path, trainer: Trainer) -> None:
-        write_snapshot(snap, final, self.write_shared)
+    def _write(
+        self,
+        snap: dict[str, Any],
+        final: Path,
+        trainer: Trainer,
+        write_dcp: Callable[[Path], None] | None = None,
+    ) -> None:
+        extra = {} if write_dcp is None else {"write_dcp": write_dcp}  # plain writes keep the 3-argument call
+        write_snapshot(snap, final, self.write_shared, **extra)
         if self.write_shared and self.args.save_total_limit:
             best = getattr(trainer, "best", None)
             rotate(self.output_dir, self.args.save_total_limit, best.best_checkpoint if best else None)
@@ -349,12 +389,11 @@ def load_checkpoint(trainer: Trainer, path: str | Path, rank: int = 0) -> None:
     """Restore the trainer from checkpoint `path`: weights, optimizer, scheduler, scaler, loop state, RNG and,
     unless `ignore_data_skip`, the data position; callback states with `restore_callback_states_from_checkpoint`."""
     path, a = Path(path), trainer.args
-    load_weights(trainer.model, path)
-    if not (path / "optimizer.pt").is_file():
+    if not (path / "scheduler.pt").is_file():
         raise ConfigError(
             f"resume_from_checkpoint: {path} holds only the model (save_only_model) and cannot resume training"
         )
-    trainer.optimizer.load_state_dict(_load_torch(path / "optimizer.pt"))
+    _load_model_and_optimizer(trainer, path)
     trainer.scheduler.load_state_dict(_load_torch(path / "scheduler.pt"))
     if trainer.precision.scaler is not None and (path / "scaler.pt").is_file():
         trainer.precision.scaler.load_state_dict(_load_torch(path / "scaler.pt"))
@@ -367,6 +406,26 @@ def load_checkpoint(trainer: Trainer, path: str | Path, rank: int = 0) -> None:
                 cb.load_state_dict(saved[type(cb).__name__])
     _restore_rank_files(trainer, path, rank, a.ignore_data_skip)
     logger.info("resumed from %s at step %d", path, trainer.state.global_step)
+
+
+def _load_model_and_optimizer(trainer: Trainer, path: Path) -> None:
+    """Weights and optimizer: from `dcp/` (saved sharded; loads on any number of ranks, sharded or not), else from
+    the full files (which a sharded model cannot take)."""
+    if (path / DCP_DIR).is_dir():
+        load_sharded(path / DCP_DIR, trainer.model, trainer.optimizer)
+        return
+    if is_sharded(trainer.model):
+        raise ConfigError(
+            f"resume_from_checkpoint: {path} was saved by an unsharded run and cannot resume a sharded "
+            "(fsdp2 / tp_size) one; resume without dist_config fsdp2 / tp_size"
+        )
+    load_weights(trainer.model, path)
+    trainer.optimizer.load_state_dict(_load_torch(path / "optimizer.pt"))
+
+
+def _world_size() -> int:
+    dist = torch.distributed
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def _restore_loop_state(trainer: Trainer, state: dict[str, Any]) -> None:
@@ -393,6 +452,18 @@ def _restore_rank_files(trainer: Trainer, path: Path, rank: int, ignore_data_ski
         logger.warning("resume: %s has no RNG state for rank %d; random draws will differ", path, rank)
     data_file = path / f"data_state_{rank}.json"
     s = trainer.state
+    saved_ranks = len(list(path.glob("data_state_*.json")))
+    if saved_ranks and saved_ranks != _world_size() and not ignore_data_skip:
+        logger.warning(
+            "resume: %s was saved by %d processes, this run has %d: step %d and epoch %d continue, but the "
+            "epoch's data order restarts from its beginning (per-process data positions do not carry over)",
+            path,
+            saved_ranks,
+            _world_size(),
+            s.global_step,
+            s.epoch_index,
+        )
+        ignore_data_skip = True
     if ignore_data_skip:
         s.micro_batches_done = 0  # the epoch restarts from its beginning, as in transformers
         return
