@@ -8,7 +8,8 @@ from types import SimpleNamespace
 import pytest
 
 from tunesmith.config import load_config
-from tunesmith.report.schedule import logging_interval, should_log
+from tunesmith.config.plan import step_interval as logging_interval
+from tunesmith.report.schedule import should_log
 from tunesmith.utils.logging import process_log_level, setup_logging
 
 

@@ -65,6 +65,14 @@ def step_plan(
     )
 
 
+def step_interval(value: float, max_steps: int) -> int:
+    """Steps between events (logging, saving, evaluating): an int as is, a fraction (< 1) of `max_steps` rounded
+    up, as transformers does."""
+    if value < 1:
+        return max(1, math.ceil(max_steps * value))
+    return int(value)
+
+
 def warmup_for(max_steps: int, warmup_steps: float, warmup_ratio: float) -> int:
     """`warmup_steps` >= 1 is a count, 0 < warmup_steps < 1 a fraction (HF 5); otherwise `warmup_ratio` of the run."""
     if warmup_steps >= 1:

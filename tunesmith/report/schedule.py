@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-
-def logging_interval(logging_steps: float, max_steps: int) -> int:
-    """Steps between log lines: `logging_steps`, or a fraction (< 1) of `max_steps` rounded up as HF does."""
-    if logging_steps < 1:
-        return max(1, math.ceil(max_steps * logging_steps))
-    return int(logging_steps)
+from tunesmith.config.plan import step_interval
 
 
 def should_log(step: int, max_steps: int, cfg: Any, *, epoch_end: bool = False) -> bool:
@@ -25,4 +19,4 @@ def should_log(step: int, max_steps: int, cfg: Any, *, epoch_end: bool = False) 
         return False
     if args.logging_strategy == "epoch":
         return epoch_end
-    return step % logging_interval(args.logging_steps, max_steps) == 0
+    return step % step_interval(args.logging_steps, max_steps) == 0

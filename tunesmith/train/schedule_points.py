@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-
-def interval(value: int | float, max_steps: int) -> int:
-    """Steps between events: an int as is, a fraction (< 1) of `max_steps` rounded up, as transformers does."""
-    if value < 1:
-        return max(1, math.ceil(max_steps * value))
-    return int(value)
+from tunesmith.config.plan import step_interval
 
 
 def should_save(step: int, epoch_end: bool, epoch_index: int, args: Any, max_steps: int) -> bool:
@@ -19,7 +13,7 @@ def should_save(step: int, epoch_end: bool, epoch_index: int, args: Any, max_ste
     the best metric (best_model.py), not this function."""
     strategy = args.save_strategy
     if strategy == "steps":
-        return step % interval(args.save_steps, max_steps) == 0 or step == max_steps
+        return step % step_interval(args.save_steps, max_steps) == 0 or step == max_steps
     if strategy == "epoch":
         return epoch_end and (epoch_index + 1) % args.save_epochs == 0
     return False
@@ -31,7 +25,7 @@ def should_evaluate(step: int, epoch_end: bool, epoch: float, args: Any, max_ste
     strategy = args.eval_strategy
     delay = args.eval_delay or 0
     if strategy == "steps":
-        every = interval(args.eval_steps or args.logging_steps, max_steps)
+        every = step_interval(args.eval_steps or args.logging_steps, max_steps)
         return step >= delay and (step % every == 0 or step == max_steps)
     if strategy == "epoch":
         return epoch_end and epoch >= delay
