@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from peft import PeftModel
 from transformers import PreTrainedModel
 
 from tunesmith.model.adapters import apply_finetuning, count_parameters, report_parameters
@@ -13,6 +12,9 @@ from tunesmith.model.loader import load_model
 from tunesmith.model.neftune import attach_neftune
 from tunesmith.model.saving import save_merged, save_pretrained_output
 from tunesmith.model.tokenizer import load_tokenizer
+
+if TYPE_CHECKING:  # peft is imported only when an adapter is used (it takes seconds to import)
+    from peft import PeftModel
 
 __all__ = [
     "count_parameters",

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 from transformers import PreTrainedModel
 
 from tunesmith.utils.errors import ConfigError
+
+if TYPE_CHECKING:  # peft is imported only when an adapter is used (it takes seconds to import)
+    from peft import PeftModel
 
 logger = logging.getLogger("tunesmith")
 
@@ -55,7 +58,15 @@ def report_parameters(model: torch.nn.Module) -> str:
     return line
 
 
+def is_adapter_model(model: Any) -> bool:
+    """Whether `model` is a peft model (False without importing peft when nothing imported it yet)."""
+    peft = sys.modules.get("peft")
+    return peft is not None and isinstance(model, peft.PeftModel)
+
+
 def _apply_lora(model: PreTrainedModel, margs: Any, quantized: bool, seed: int) -> PeftModel:
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
     if quantized:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     target = margs.target_modules

@@ -6,13 +6,16 @@ from __future__ import annotations
 import copy
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from peft import PeftModel
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
+from tunesmith.model.adapters import is_adapter_model
 from tunesmith.utils.errors import ConfigError
+
+if TYPE_CHECKING:  # peft is imported only when an adapter is used
+    from peft import PeftModel
 
 logger = logging.getLogger("tunesmith")
 
@@ -30,12 +33,12 @@ def save_pretrained_output(
     initialised base (built-in model, train_from_scratch) also gets that base in `output_dir/base_model`."""
     path = Path(output_dir)
     path.mkdir(parents=True, exist_ok=True)
-    if isinstance(model, PeftModel) and not model.get_base_model().name_or_path:
+    if is_adapter_model(model) and not model.get_base_model().name_or_path:
         _save_random_base(model, path / BASE_DIR, safe_serialization)
     model.save_pretrained(path, safe_serialization=safe_serialization)
     if tokenizer is not None:
         tokenizer.save_pretrained(path)
-    logger.info("saved %s to %s", "adapter" if isinstance(model, PeftModel) else "model", path)
+    logger.info("saved %s to %s", "adapter" if is_adapter_model(model) else "model", path)
     return path
 
 
@@ -100,7 +103,7 @@ def save_merged(
     """Merge the LoRA weights into the base model and save it as a plain `transformers` model.
 
     The adapter is merged in place, so call this last; a quantised (qlora) base cannot be merged."""
-    if not isinstance(model, PeftModel):
+    if not is_adapter_model(model):
         raise ConfigError("merged export: the model has no LoRA adapter to merge")
     if getattr(model.get_base_model(), "is_quantized", False):
         raise ConfigError(

@@ -8,13 +8,17 @@ import importlib
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from transformers import EvalPrediction
 
 from tunesmith.train.loss import IGNORE_INDEX, token_ce_sum
 from tunesmith.utils.errors import ConfigError
+
+if (
+    TYPE_CHECKING
+):  # transformers' trainer utilities import peft (seconds); only a compute_metrics hook needs them
+    from transformers import EvalPrediction
 
 Batch = dict[str, torch.Tensor]
 MetricsHook = Callable[..., dict[str, float]]
@@ -166,6 +170,8 @@ class _Gathered:
         return dict(self.hook(self._prediction(self.parts)))
 
     def _prediction(self, parts: dict[str, list[torch.Tensor]]) -> EvalPrediction:
+        from transformers import EvalPrediction
+
         cat = {k: _concat(v) for k, v in parts.items()}
         return EvalPrediction(
             predictions=cat["predictions"].numpy(),
