@@ -24,7 +24,11 @@ import torch
 from helpers import tiny_model
 
 from tunesmith.config import load_config
+from tunesmith.data.batching import strategies
+from tunesmith.data.batching.base import Batcher
 from tunesmith.train import checkpoint as ckpt
+from tunesmith.train import checkpoint_find as ckpt_find
+from tunesmith.train import checkpoint_load as ckpt_load
 from tunesmith.train import rng
 from tunesmith.train.best_model import EarlyStopping
 from tunesmith.train.control import EvalSaveControl
@@ -72,7 +76,7 @@ def _trainer(args, evaluator=None, extra=()) -> Trainer:
 
 
 def _checkpoint_steps(out: Path) -> list[int]:
-    return [int(p.name.split("-")[1]) for p in ckpt.checkpoints(out)]
+    return [int(p.name.split("-")[1]) for p in ckpt_find.checkpoints(out)]
 
 
 # --- rotation, best model, load_best_model_at_end, early stopping -------------------------------------------------
@@ -92,7 +96,7 @@ def test_rotation_keeps_best_and_newest_and_loads_best_at_end(tmp_path):
     )
     trainer.train()
     assert seen == [[1], [1, 2], [2, 3], [2, 4], [4, 5], [5, 6]]
-    state = ckpt.read_state(tmp_path / "checkpoint-6")
+    state = ckpt_find.read_state(tmp_path / "checkpoint-6")
     assert state["best_metric"] == 1.9 and state["best_global_step"] == 5
     assert state["best_model_checkpoint"] == str(tmp_path / "checkpoint-5")
     best = safetensors.torch.load_file(tmp_path / "checkpoint-5" / "model.safetensors")
@@ -180,26 +184,26 @@ def test_sigkill_during_checkpoint_write_leaves_previous_usable(tmp_path, caplog
     proc.wait(timeout=30)
     assert (out / "checkpoint-2.tmp" / "model.safetensors").is_file()
     assert not (out / "checkpoint-2").exists()
-    assert ckpt.find_resume_checkpoint(out) == out / "checkpoint-1"
+    assert ckpt_find.find_resume_checkpoint(out) == out / "checkpoint-1"
     with pytest.raises(ConfigError, match="checkpoint-2.tmp is not a complete checkpoint"):
-        ckpt.resolve_resume(_args(out, f"resume_from_checkpoint={out / 'checkpoint-2.tmp'}"))
+        ckpt_find.resolve_resume(_args(out, f"resume_from_checkpoint={out / 'checkpoint-2.tmp'}"))
     # a later checkpoint made incomplete (marker lost) or corrupt (truncated file) is skipped by auto with a warning
     for step, damage in ((3, "marker"), (4, "truncate")):
         copy = out / f"checkpoint-{step}"
         shutil.copytree(out / "checkpoint-1", copy)
         if damage == "marker":
-            (copy / ckpt.MARKER).unlink()
+            (copy / ckpt_find.MARKER).unlink()
         else:
             with (copy / "optimizer.pt").open("r+b") as f:
                 f.truncate(10)
     with caplog.at_level(logging.WARNING, logger="tunesmith"):
-        assert ckpt.resolve_resume(_args(out, "resume_from_checkpoint=auto")) == out / "checkpoint-1"
+        assert ckpt_find.resolve_resume(_args(out, "resume_from_checkpoint=auto")) == out / "checkpoint-1"
     assert "checkpoint-4: optimizer.pt is missing or has the wrong size" in caplog.text
     assert "checkpoint-3: no COMPLETE marker" in caplog.text
     with pytest.raises(ConfigError, match="corrupt"):
-        ckpt.resolve_resume(_args(out, f"resume_from_checkpoint={out / 'checkpoint-4'}"))
+        ckpt_find.resolve_resume(_args(out, f"resume_from_checkpoint={out / 'checkpoint-4'}"))
     trainer = _trainer(_args(out, "max_steps=2", "save_strategy=no"))
-    ckpt.load_checkpoint(trainer, out / "checkpoint-1")
+    ckpt_load.load_checkpoint(trainer, out / "checkpoint-1")
     assert trainer.state.global_step == 1
 
 
@@ -248,7 +252,7 @@ def test_loading_never_runs_pickled_code(tmp_path, monkeypatch):
     torch.save({"state": Evil(), "param_groups": []}, path / "optimizer.pt")
     ckpt._write_marker(path)  # even a "complete" checkpoint with a malicious file
     with pytest.raises(pickle.UnpicklingError):
-        ckpt.load_checkpoint(_trainer(_args(tmp_path, "max_steps=1")), path)
+        ckpt_load.load_checkpoint(_trainer(_args(tmp_path, "max_steps=1")), path)
     assert not flag.exists()
 
 
@@ -258,23 +262,23 @@ def test_save_only_model_and_pickled_weights(tmp_path):
     files = sorted(p.name for p in (only / "checkpoint-1").iterdir())
     assert files == ["COMPLETE", "model.safetensors", "trainer_state.json"]
     with pytest.raises(ConfigError, match="save_only_model"):
-        ckpt.load_checkpoint(_trainer(_args(only, "max_steps=1")), only / "checkpoint-1")
+        ckpt_load.load_checkpoint(_trainer(_args(only, "max_steps=1")), only / "checkpoint-1")
     pickled = tmp_path / "bin"
     trainer = _trainer(_args(pickled, "max_steps=1", "save_safetensors=false"))
     trainer.train()
     assert (pickled / "checkpoint-1" / "pytorch_model.bin").is_file()
     fresh = _trainer(_args(pickled, "max_steps=1"))
-    ckpt.load_checkpoint(fresh, pickled / "checkpoint-1")
+    ckpt_load.load_checkpoint(fresh, pickled / "checkpoint-1")
     assert all(fresh.model.state_dict()[k].equal(v) for k, v in trainer.model.state_dict().items())
 
 
 def test_output_dir_with_checkpoints_needs_resume_or_overwrite(tmp_path):
     (tmp_path / "checkpoint-3").mkdir()
     with pytest.raises(ConfigError, match="overwrite_output_dir"):
-        ckpt.check_output_dir(_args(tmp_path))
-    ckpt.check_output_dir(_args(tmp_path, "overwrite_output_dir=true"))
-    ckpt.check_output_dir(_args(tmp_path, "resume_from_checkpoint=auto"))
-    ckpt.check_output_dir(_args(tmp_path / "empty"))
+        ckpt_find.check_output_dir(_args(tmp_path))
+    ckpt_find.check_output_dir(_args(tmp_path, "overwrite_output_dir=true"))
+    ckpt_find.check_output_dir(_args(tmp_path, "resume_from_checkpoint=auto"))
+    ckpt_find.check_output_dir(_args(tmp_path / "empty"))
 
 
 def test_rng_capture_restore_round_trip_through_safe_load(tmp_path):
@@ -333,7 +337,7 @@ def test_tied_and_adapter_weights_round_trip(tmp_path, lora):
     stored = safetensors.torch.load_file(tmp_path / "checkpoint-2" / "model.safetensors")
     assert all("lora_" in k for k in stored) if lora else "lm_head.weight" not in stored
     fresh = Trainer(model(), args, _batches(), callbacks=[])
-    ckpt.load_checkpoint(fresh, tmp_path / "checkpoint-2")
+    ckpt_load.load_checkpoint(fresh, tmp_path / "checkpoint-2")
     trained, loaded = trainer.model.state_dict(), fresh.model.state_dict()
     assert all(loaded[k].equal(v) for k, v in trained.items())
     assert fresh.optimizer.state_dict()["state"].keys() == trainer.optimizer.state_dict()["state"].keys()
@@ -353,7 +357,7 @@ def test_resume_from_epoch_end_checkpoint_is_exact(tmp_path):
     assert _checkpoint_steps(tmp_path / "a") == [6, 12]
     resumed = trainer(tmp_path / "b", "save_strategy=no")
     torch.manual_seed(99)  # the checkpoint's RNG state must win
-    ckpt.load_checkpoint(resumed, tmp_path / "a" / "checkpoint-6")
+    ckpt_load.load_checkpoint(resumed, tmp_path / "a" / "checkpoint-6")
     assert (resumed.state.epoch_index, resumed.state.micro_batches_done) == (1, 0)
     resumed.train()
     assert resumed.state.global_step == 12
@@ -361,11 +365,43 @@ def test_resume_from_epoch_end_checkpoint_is_exact(tmp_path):
     assert all(final[k].equal(v) for k, v in full.model.state_dict().items())
 
 
+def _data_batcher(strategy: str, world_size: int, micro_batch_size: int) -> Batcher:
+    """Rank 0's batcher of 32 short random examples (no process group needed)."""
+    rows = [[random.Random(i).randint(5, 200) for _ in range(4 + i % 9)] for i in range(32)]
+    settings = strategies.BatchSettings(micro_batch_size=micro_batch_size, cutoff_len=16, pad_id=0)
+
+    def fetch(indices: list[int]) -> list[dict[str, list[int]]]:
+        return [{"input_ids": rows[i], "labels": rows[i]} for i in indices]
+
+    plan = getattr(strategies, strategy)(settings)
+    return Batcher(fetch, [len(r) for r in rows], plan, seed=1, world_size=world_size)
+
+
+@pytest.mark.parametrize(("strategy", "maps"), [("normal", True), ("dynamic_padding_free", False)])
+def test_resume_on_another_number_of_ranks_maps_or_restarts_the_data(tmp_path, caplog, strategy, maps):
+    """Rank 0 of 2 (micro batch 2) checkpoints at step 2; 1 rank with micro batch 4 continues at its micro-batch
+    2 when the groups are slices of one order, else (token budgets) the epoch's data order restarts."""
+    args = _args(tmp_path, "max_steps=2", "save_steps=2")
+    saved = Trainer(
+        tiny_model().train(), args, _data_batcher(strategy, 2, 2), callbacks=[EvalSaveControl(args)]
+    )
+    saved.train()
+    resumed = Trainer(tiny_model().train(), _args(tmp_path, "max_steps=4"), _data_batcher(strategy, 1, 4))
+    with caplog.at_level(logging.WARNING, logger="tunesmith"):
+        ckpt_load.load_checkpoint(resumed, tmp_path / "checkpoint-2")
+    assert resumed.state.global_step == 2
+    assert resumed.state.micro_batches_done == (2 if maps else 0)
+    assert ("do not map onto this run's 1" in caplog.text) != maps
+    reference = list(_data_batcher(strategy, 1, 4))[2 if maps else 0]
+    resumed.batcher.set_epoch(0)
+    assert all(torch.equal(v, reference[k]) for k, v in next(iter(resumed.batcher)).items())
+
+
 def test_ignore_data_skip_and_callback_state_restore(tmp_path):
     early = EarlyStopping("eval_loss", False, patience=5)
     args = _args(tmp_path, "eval_strategy=steps", "eval_steps=1", "max_steps=3")
     _trainer(args, ScriptedEval([3.0, 2.0, 2.5]), extra=[early]).train()
-    assert ckpt.read_state(tmp_path / "checkpoint-3")["stateful_callbacks"]["EarlyStopping"] == {
+    assert ckpt_find.read_state(tmp_path / "checkpoint-3")["stateful_callbacks"]["EarlyStopping"] == {
         "best": 2.0,
         "bad_evaluations": 1,
     }
@@ -378,7 +414,7 @@ def test_ignore_data_skip_and_callback_state_restore(tmp_path):
             "ignore_data_skip=true",
         )
         trainer = _trainer(more, extra=[fresh])
-        ckpt.load_checkpoint(trainer, tmp_path / "checkpoint-3")
+        ckpt_load.load_checkpoint(trainer, tmp_path / "checkpoint-3")
         assert fresh.best == expected
         assert trainer.state.global_step == 3 and trainer.state.micro_batches_done == 0  # epoch restarts
 
@@ -394,8 +430,8 @@ def test_prepare_output_dir_cuts_log_on_resume_and_clears_on_overwrite(tmp_path)
     def cfg(*extra):
         return load_config(None, ["model_name_or_path=builtin:tiny", f"output_dir={tmp_path}", *extra])
 
-    (tmp_path / "checkpoint-4" / ckpt.MARKER).unlink()  # killed before step 4's checkpoint completed
+    (tmp_path / "checkpoint-4" / ckpt_find.MARKER).unlink()  # killed before step 4's checkpoint completed
     assert prepare_output_dir(cfg("resume_from_checkpoint=auto")) == tmp_path / "checkpoint-2"
     assert [json.loads(x)["step"] for x in log.read_text().splitlines()] == [1, 2]
     assert prepare_output_dir(cfg("overwrite_output_dir=true")) is None
-    assert ckpt.checkpoints(tmp_path) == [] and not log.exists()
+    assert ckpt_find.checkpoints(tmp_path) == [] and not log.exists()

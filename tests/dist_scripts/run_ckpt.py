@@ -12,7 +12,7 @@ import torch.distributed as dist
 from common import tiny_model
 
 from tunesmith.config import load_config
-from tunesmith.train import checkpoint as ckpt
+from tunesmith.train import checkpoint_load as ckpt_load
 from tunesmith.train.control import EvalSaveControl
 from tunesmith.train.trainer import Trainer
 
@@ -41,7 +41,7 @@ def main(out: Path) -> None:
     after_save = torch.rand(3).tolist()
     torch.manual_seed(7)
     fresh = Trainer(tiny_model("qwen2"), args, batches)
-    ckpt.load_checkpoint(fresh, out / "checkpoint-2", rank)
+    ckpt_load.load_checkpoint(fresh, out / "checkpoint-2", rank)
     result = {"after_save": after_save, "after_resume": torch.rand(3).tolist()}
     (out / f"result_{rank}.json").write_text(json.dumps(result))
     dist.destroy_process_group()

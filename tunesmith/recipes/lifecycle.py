@@ -11,13 +11,8 @@ from typing import Any
 from tunesmith.config import TunesmithConfig
 from tunesmith.train.best_model import early_stopping_from
 from tunesmith.train.callbacks import Callback
-from tunesmith.train.checkpoint import (
-    check_output_dir,
-    checkpoints,
-    load_checkpoint,
-    read_state,
-    resolve_resume,
-)
+from tunesmith.train.checkpoint_find import check_output_dir, checkpoints, read_state, resolve_resume
+from tunesmith.train.checkpoint_load import load_checkpoint
 from tunesmith.train.control import EvalSaveControl
 from tunesmith.train.evaluation import Evaluator, load_hook
 from tunesmith.train.predict import predict

@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from tunesmith.train import rng
 from tunesmith.train.callbacks import Callback
-from tunesmith.train.checkpoint import PREFIX, STATE_FILE, CheckpointSaver, load_weights, trainer_state_dict
+from tunesmith.train.checkpoint import CheckpointSaver, trainer_state_dict
+from tunesmith.train.checkpoint_find import PREFIX, STATE_FILE
+from tunesmith.train.checkpoint_load import load_model_weights
 from tunesmith.train.evaluation import Evaluator
 from tunesmith.train.schedule_points import should_evaluate, should_save
 from tunesmith.train.signals import StopRequest, TrainingInterrupted, interrupted_message
@@ -83,7 +85,7 @@ class EvalSaveControl(Callback):
             (Path(self.args.output_dir) / STATE_FILE).write_text(state)
         best = trainer.best.best_checkpoint
         if self.args.load_best_model_at_end and best:
-            load_weights(trainer.model, best)
+            load_model_weights(trainer, Path(best))
             logger.info(
                 "loaded the best model (%s = %s at step %s) from %s",
                 trainer.best.metric,

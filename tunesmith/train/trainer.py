@@ -6,21 +6,21 @@ accumulation equals one big batch (`per_token_loss=False`, chosen by an explicit
 averages per-micro-batch means instead, as MindSpeed/Megatron do by default). A step whose loss or gradient norm is not finite is skipped (the learning-rate
 schedule still advances, since its data was consumed); after `max_bad_steps` such steps in a row the run stops.
 
-Checkpointing, evaluation and distributed wrappers plug in through `TrainState` and `Callback` (callbacks.py).
+Checkpointing, evaluation and distributed wrappers plug in through `TrainState` and `Callback` (callbacks.py);
+backward, clipping and the optimizer step go through an update path (update.py): torch's, or an engine's such as
+DeepSpeed.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import math
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
 
 from tunesmith.config.plan import StepPlan, step_plan
 from tunesmith.report.jsonl import JsonlLog
@@ -29,15 +29,18 @@ from tunesmith.report.schedule import should_log
 from tunesmith.train import model_setup
 from tunesmith.train.best_model import BestModel
 from tunesmith.train.callbacks import Callback
-from tunesmith.train.grad_clip import clip_grad_norm
 from tunesmith.train.loss import CausalLMLoss, unwrap, valid_tokens
 from tunesmith.train.optimizers import build_optimizer
 from tunesmith.train.precision import build_precision
 from tunesmith.train.schedulers import build_plugin_scheduler, build_scheduler
+from tunesmith.train.update import TorchUpdate
 from tunesmith.utils.errors import ConfigError, DataError, TunesmithError
 
 logger = logging.getLogger("tunesmith")
 Batch = dict[str, torch.Tensor]
+# builds the update path of an engine that owns backward and step (DeepSpeed) from the model, the optimizer the
+# config asks for and the step plan; returns an object with TorchUpdate's interface (see update.py)
+UpdateFactory = Callable[[torch.nn.Module, torch.optim.Optimizer, StepPlan], Any]
 
 
 class TrainingAborted(TunesmithError):
@@ -81,8 +84,9 @@ class Trainer:
         max_bad_steps: int = 5,
         per_token_loss: bool = True,
         sync_group: Any = None,
+        engine: UpdateFactory | None = None,
     ) -> None:
-        self.model, self.args, self.batcher = model, args, batcher
+        self.args, self.batcher = args, batcher
         self.device = next(model.parameters()).device
         self.loss_fn = CausalLMLoss(
             args.label_smoothing_factor, args.chunk_loss_size, _aux_coef(model, aux_loss_coef)
@@ -98,9 +102,18 @@ class Trainer:
         # micro-batches per epoch on this rank; None for a stream
         self.epoch_length = len(batcher) if hasattr(batcher, "__len__") else None
         self.plan = self._plan()
-        self.precision = build_precision(args, self.device)
-        self.optimizer = build_optimizer(model, args)
-        self.scheduler = self._scheduler()
+        precision = build_precision(args, self.device)
+        optimizer = build_optimizer(model, args)
+        if engine is None:
+            self.update: Any = TorchUpdate(model, optimizer, precision, args.max_grad_norm)
+        else:
+            self.update = engine(model, optimizer, self.plan)
+        self.model, self.optimizer, self.precision = (
+            self.update.model,
+            self.update.optimizer,
+            self.update.precision,
+        )
+        self.scheduler = self.update.scheduler or self._scheduler()
         self.split = 1  # each micro-batch is cut into this many pieces (auto_find_batch_size after an OOM)
         self._window: list[dict[str, Any]] = []
 
@@ -185,15 +198,11 @@ class Trainer:
         tokens = self._global_tokens(group)
         tick = time.perf_counter()
         loss = self._accumulate(group, tokens)
-        self.precision.unscale(self.optimizer)
-        grad_norm = self._clip()
         lr = self.scheduler.get_last_lr()[0]
-        finite = math.isfinite(loss) and math.isfinite(grad_norm)
-        scaled = self.precision.scaler is not None
-        if finite or scaled:
-            self.precision.step(self.optimizer)  # the fp16 scaler itself skips steps with inf/nan gradients
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        grad_norm, finite = self.update.step(math.isfinite(loss))
+        scaled = self.update.dynamic_loss_scale  # fp16: the scaler itself skips steps with inf/nan gradients
+        if self.update.scheduler is None:  # an engine-owned schedule advances inside the engine's step
+            self.scheduler.step()
         s = self.state
         s.global_step += 1
         s.tokens_seen += tokens
@@ -231,7 +240,7 @@ class Trainer:
                 self._halve_micro_batch(group, exc)
 
     def _halve_micro_batch(self, group: list[Batch], exc: BaseException) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
+        self.update.zero_grad()
         rows = max(mb["input_ids"].size(0) for mb in group)
         if rows <= self.split:
             raise TrainingAborted(f"out of memory with a micro batch of 1 row: {exc}") from exc
@@ -246,14 +255,14 @@ class Trainer:
         pieces = [p for mb in group for p in _split(mb, self.split)]
         total = torch.zeros((), device=self.device)
         for i, piece in enumerate(pieces):
-            with self._sync_grads(last=i == len(pieces) - 1):
+            with self.update.sync(last=i == len(pieces) - 1):
                 with self.precision.autocast():
                     ce, aux = self.loss_fn(self.model, piece)
                 denominator = (
                     tokens if self.per_token_loss else valid_tokens(piece["labels"]).item() * len(pieces)
                 )
                 loss = ce * (scale / max(denominator, 1)) + aux / len(pieces)
-                self.precision.scale(loss).backward()
+                self.update.backward(loss)
             total += loss.detach()
         if on:  # every rank logs (and judges finiteness by) the same global loss
             torch.distributed.all_reduce(total, group=self.sync_group)
@@ -262,17 +271,6 @@ class Trainer:
     def _data_world(self) -> tuple[bool, int]:
         on, world = _world()
         return on, torch.distributed.get_world_size(self.sync_group) if on else world
-
-    def _sync_grads(self, last: bool) -> contextlib.AbstractContextManager:
-        """DDP: all-reduce gradients only in the backward of the step's last micro-batch."""
-        if not last and isinstance(self.model, DistributedDataParallel):
-            return self.model.no_sync()
-        return contextlib.nullcontext()
-
-    def _clip(self) -> float:
-        params = [p for p in self.model.parameters() if p.grad is not None]
-        limit = self.args.max_grad_norm if self.args.max_grad_norm > 0 else float("inf")
-        return clip_grad_norm(params, limit)
 
     # --- after the step: bad-step accounting, logging, callbacks --------------------------------------------------
     def _after_step(self, metrics: dict[str, Any], skipped: bool, bad: bool) -> None:

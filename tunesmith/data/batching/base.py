@@ -30,12 +30,35 @@ class Strategy:
     `plan(lengths, rng)` returns the groups; `per_epoch` says whether it is called again each epoch with that
     epoch's generator (its group count must not depend on the order), or once, after which only the order of the
     groups is shuffled. `collate(examples)` builds the micro-batch from a group's examples.
+
+    `layout` and `rows` say whether a position carries over to another number of ranks: two runs whose strategies
+    have the same `layout` cut the same ordered examples into groups, `rows` examples each when the groups are
+    consecutive fixed-size slices of that order (then the micro batch size may differ), else the groups themselves
+    are equal (`rows` None). A `layout` of None: positions never carry over.
     """
 
     name: str
     plan: Callable[[Sequence[int], random.Random | None], Groups]
     collate: Callable[[list[dict[str, Any]]], Batch]
     per_epoch: bool
+    layout: str | None = None
+    rows: int | None = None
+
+
+def carried_position(
+    state: dict[str, Any], world_size: int, layout: str | None, rows: int | None
+) -> int | None:
+    """This rank's micro-batch position that continues `state` (saved by a batcher on this or another number of
+    ranks, every rank at the same position) on `world_size` ranks whose groups have `layout` and `rows` (see
+    `Strategy`), or None when it does not carry over."""
+    position, saved_world = int(state["position"]), int(state.get("world_size", world_size))
+    if saved_world == world_size:
+        return position
+    if layout is None or state.get("layout") != layout:
+        return None
+    done = position * saved_world * (state.get("rows") or 1)  # groups (or examples) all ranks consumed
+    per_position = world_size * (rows or 1)
+    return done // per_position if done % per_position == 0 else None
 
 
 class Batcher:
@@ -114,17 +137,38 @@ class Batcher:
         if epoch != self.epoch:
             self.epoch, self._start, self._position = epoch, 0, 0
 
-    def state_dict(self) -> dict[str, int]:
-        """Where this rank is: epoch and micro-batches already handed out in it."""
-        return {"epoch": self.epoch, "position": self._position, "seed": self.seed}
+    def state_dict(self) -> dict[str, Any]:
+        """Where this rank is: epoch and micro-batches already handed out in it (of `length`), and what maps that
+        position onto another number of ranks."""
+        s = self.strategy
+        return {
+            "epoch": self.epoch,
+            "position": self._position,
+            "length": self._length,
+            "seed": self.seed,
+            "world_size": self.world_size,
+            "layout": s.layout,
+            "rows": s.rows,
+        }
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        """Resume: the next iteration continues the saved epoch after its last handed-out micro-batch."""
+    def position_for(self, state: dict[str, Any]) -> int | None:
+        """The micro-batch of this rank's epoch that continues `state` (saved on this or another number of ranks;
+        `len(self)` when the saved epoch was finished), or None when the position does not carry over."""
+        if int(state["position"]) >= state.get("length", math.inf):
+            return self._length
+        return carried_position(state, self.world_size, self.strategy.layout, self.strategy.rows)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume: the next iteration continues the saved epoch after its last handed-out micro-batch (mapped onto
+        this number of ranks when saved on another; see `position_for`)."""
+        start = self.position_for(state)
+        if start is None:
+            raise ValueError(f"batcher state {state} does not carry over to {self.world_size} ranks")
         if "seed" in state and int(state["seed"]) != self.seed:
             logger.warning(
                 "resuming with data seed %d, saved with %d: the rest of the epoch follows a different order",
                 self.seed,
                 int(state["seed"]),
             )
-        self.epoch, self._start = int(state["epoch"]), int(state["position"])
+        self.epoch, self._start = int(state["epoch"]), start
         self._position = self._start

@@ -125,7 +125,21 @@ def _documents(blocks: list[dict], s: BatchSettings) -> dict:
 
 
 def _strategy(name: str, plan, collate, s: BatchSettings, per_epoch: bool) -> Strategy:
-    return Strategy(name, functools.partial(plan, s=s), functools.partial(collate, s=s), per_epoch)
+    layout, rows = _layout(name, plan, s)
+    return Strategy(
+        name, functools.partial(plan, s=s), functools.partial(collate, s=s), per_epoch, layout, rows
+    )
+
+
+def _layout(name: str, plan, s: BatchSettings) -> tuple[str, int | None]:
+    """What shapes the groups (see `Strategy`): fixed-count slices of the shuffled order are the same examples
+    for any micro batch size; length-sorted windows and token budgets depend on it."""
+    if plan is fixed_count_plan and not s.group_by_length:
+        return f"{name}:cutoff_len={s.cutoff_len}", s.micro_batch_size
+    return (
+        f"{name}:micro_batch_size={s.micro_batch_size}:cutoff_len={s.cutoff_len}:by_length={s.group_by_length}",
+        None,
+    )
 
 
 # --- registered strategies --------------------------------------------------------------------------------------

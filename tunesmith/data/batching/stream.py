@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from typing import Any
 
 import datasets
 
-from tunesmith.data.batching.base import Batch, Strategy
+from tunesmith.data.batching.base import Batch, Strategy, carried_position
 from tunesmith.utils.errors import ConfigError
 
 STREAMABLE = ("normal", "padding_free", "document_rows")
@@ -33,6 +34,8 @@ class StreamBatcher:
             )
         self.dataset, self.strategy, self.micro_batch_size = dataset, strategy, micro_batch_size
         self.rank, self.world_size = rank, world_size
+        # the stream's order does not depend on the micro batch size: positions map by examples (see Strategy)
+        self.layout = f"stream:{strategy.name}"
         self.epoch, self._start, self._position = 0, 0, 0
 
     def __iter__(self) -> Iterator[Batch]:
@@ -50,13 +53,27 @@ class StreamBatcher:
             self.epoch, self._start, self._position = epoch, 0, 0
         self.dataset.set_epoch(epoch)
 
-    def state_dict(self) -> dict[str, int]:
-        """Epoch and micro-batches handed out in it."""
-        return {"epoch": self.epoch, "position": self._position}
+    def state_dict(self) -> dict[str, Any]:
+        """Epoch and micro-batches handed out in it, and what maps that position onto another number of ranks."""
+        return {
+            "epoch": self.epoch,
+            "position": self._position,
+            "world_size": self.world_size,
+            "layout": self.layout,
+            "rows": self.micro_batch_size,
+        }
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
+    def position_for(self, state: dict[str, Any]) -> int | None:
+        """The micro-batch of this rank's share that continues `state` (saved on this or another number of
+        ranks: all ranks together read the stream's first examples), or None when it does not carry over."""
+        return carried_position(state, self.world_size, self.layout, self.micro_batch_size)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resume after the saved position (the stream is re-read up to it)."""
-        self.epoch, self._start = int(state["epoch"]), int(state["position"])
+        start = self.position_for(state)
+        if start is None:
+            raise ValueError(f"stream state {state} does not carry over to {self.world_size} ranks")
+        self.epoch, self._start = int(state["epoch"]), start
         self._position = self._start
 
 
