@@ -152,7 +152,6 @@ def test_compile_backend_turns_compile_on():
         ("data_manager_type=mg", r"'data_manager_type'.*stage: pt"),
         ("do_train=false", r"'do_train'.*always trains"),
         ("eval_do_concat_batches=false", r"'eval_do_concat_batches'.*not implemented"),
-        ("ep_fsdp_modules=model.layers.{*}.mlp", r"'ep_fsdp_modules'.*not implemented"),
     ],
 )
 def test_arguments_that_cannot_take_effect_are_refused(override, pattern):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from dist_utils import read_json, run_script
 
-pytestmark = pytest.mark.dist
+# the CLI-level ep2 run of test_train_distributed.py covers this path (AdamW loss, grad norm, export logits)
+pytestmark = [pytest.mark.dist, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

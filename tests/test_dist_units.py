@@ -11,6 +11,7 @@ from helpers import tiny_model
 from tunesmith.config.plugins import DIST
 from tunesmith.dist import plugins  # noqa: F401  (registers fsdp2 and deepspeed)
 from tunesmith.dist.deepspeed import fill_auto, load_ds_config, offloads_optimizer, zero_stage
+from tunesmith.dist.expert_parallel import check_fsdp_modules
 from tunesmith.dist.fsdp2 import load_placement_fn, mixed_precision_policy
 from tunesmith.dist.mesh import parallel_sizes
 from tunesmith.dist.patterns import match_modules, pattern_regex
@@ -207,3 +208,11 @@ def test_split_sequence_shifts_labels_and_refuses_packed_rows():
         split_sequence({"input_ids": ids, "labels": ids, "position_ids": packed}, rank=0, cp=2)
     with pytest.raises(DataError, match="sequence length 8 is not a multiple of cp_size 3"):
         split_sequence({"input_ids": ids, "labels": ids}, rank=0, cp=3)
+
+
+def test_ep_fsdp_modules_must_name_the_experts() -> None:
+    model = tiny_model("qwen3_moe")
+    experts = ["model.layers.{*}.mlp.experts"]
+    check_fsdp_modules(model, experts, experts)
+    with pytest.raises(ConfigError, match="ep_fsdp_modules: .* must name the same experts modules"):
+        check_fsdp_modules(model, ["model.layers.{*}.mlp"], experts)

@@ -39,8 +39,6 @@ REFUSED: dict[str, str] = {
     "with batch_eval_metrics); keeping a list per batch is not implemented",
     "eval_use_gather_object": "evaluation runs on the main process; gathering Python objects across ranks is not "
     "needed and not implemented",
-    "ep_fsdp_modules": "sharding experts inside the expert-parallel group (ep_fsdp_size > 1) is not implemented; "
-    "experts are sharded by ep_size only",
     "quant_recipe": _QUANT,
     "quant_format": _ONLY_WITH_QUANT,
     "quant_block_size": _ONLY_WITH_QUANT,

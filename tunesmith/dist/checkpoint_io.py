@@ -17,7 +17,9 @@ from torch.distributed.checkpoint.state_dict import (
     set_model_state_dict,
     set_state_dict,
 )
+from torch.distributed.tensor import DTensor
 
+from tunesmith.dist.expert_parallel import expert_modules, full_experts, global_expert
 from tunesmith.utils.errors import ConfigError
 
 
@@ -29,7 +31,7 @@ def save_sharded(
     path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer | None = None
 ) -> None:
     """Every rank writes its shards of the model (and optimizer) state to directory `path`."""
-    state = _state(model, optimizer)
+    state = _global_experts(model, _state(model, optimizer))
     dcp.save(state, checkpoint_id=str(path), no_dist=not _distributed())
 
 
@@ -41,7 +43,7 @@ def load_sharded(
     if not (Path(path) / ".metadata").is_file():
         raise ConfigError(f"dcp_path: {path} is not a torch distributed checkpoint (no .metadata file)")
     state = _state(model, optimizer)
-    dcp.load(state, checkpoint_id=str(path), no_dist=not _distributed())
+    dcp.load(_global_experts(model, state), checkpoint_id=str(path), no_dist=not _distributed())
     if optimizer is None:
         set_model_state_dict(model, state["model"])
     else:
@@ -55,10 +57,43 @@ def _state(model: nn.Module, optimizer: torch.optim.Optimizer | None) -> dict[st
     return {"model": model_state, "optim": optim_state}
 
 
-def full_model_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The whole, unsharded model state on CPU on rank 0 (empty on other ranks); a collective: call on all ranks."""
-    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-    return get_model_state_dict(model, options=options)
+def _global_experts(model: nn.Module, state: dict[str, Any]) -> dict[str, Any]:
+    """`state` for DCP: expert-parallel blocks (parameters and their per-expert optimizer states, not `step`) as
+    DTensors of all experts that share storage with `state`'s tensors, so `dcp.load` fills `state`. Copies every
+    dict it changes: the optimizer's state dict shares its inner dicts with the live optimizer."""
+    experts = expert_modules(model)
+    if not experts:
+        return state
+    model_state = {k: global_expert(v, experts[k]) if k in experts else v for k, v in state["model"].items()}
+    if "optim" not in state:
+        return {"model": model_state}
+    optim = state["optim"]
+    per_param = {k: _global_states(v, experts[k]) if k in experts else v for k, v in optim["state"].items()}
+    return {"model": model_state, "optim": {**optim, "state": per_param}}
+
+
+def _global_states(states: dict[str, Any], experts: nn.Module) -> dict[str, Any]:
+    return {
+        k: global_expert(v, experts) if isinstance(v, torch.Tensor) and v.dim() > 0 else v
+        for k, v in states.items()
+    }
+
+
+def is_sharded(model: nn.Module) -> bool:
+    """Whether `model` is checkpointed with DCP: DTensor parameters (FSDP2 / tensor parallel) or expert-parallel
+    blocks (which every rank holds a different part of, also under DDP)."""
+    return any(isinstance(p, DTensor) for p in model.parameters()) or bool(expert_modules(model))
+
+
+def full_model_state(model: nn.Module, every_rank: bool = False) -> dict[str, torch.Tensor]:
+    """The whole, unsharded model state (expert-parallel experts gathered too) on CPU on rank 0 (empty on other
+    ranks), or on every rank with `every_rank`; a collective: call on all ranks."""
+    options = StateDictOptions(full_state_dict=True, cpu_offload=not every_rank)
+    state = get_model_state_dict(model, options=options)
+    for name, tensor in full_experts(model).items():
+        if name in state:
+            state[name] = tensor.cpu()
+    return state
 
 
 def export_hf(model: nn.Module, output_dir: str | os.PathLike, *, is_main: bool | None = None) -> None:

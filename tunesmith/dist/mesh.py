@@ -14,7 +14,8 @@ MESH_DIMS = ("dp_replicate", "dp_shard", "cp", "tp")
 
 @dataclasses.dataclass(frozen=True)
 class ParallelSizes:
-    """How the world is split: world = dp_replicate x dp_shard x cp x tp; experts over `ep` ranks of dp x cp."""
+    """How the world is split: world = dp_replicate x dp_shard x cp x tp; experts over `ep` ranks of dp x cp, each
+    block of experts sharded (FSDP) over `ep_fsdp` of the ranks holding it."""
 
     world: int
     dp_replicate: int = 1
@@ -22,6 +23,7 @@ class ParallelSizes:
     cp: int = 1
     tp: int = 1
     ep: int = 1
+    ep_fsdp: int = 1
 
     @property
     def dp(self) -> int:
@@ -36,6 +38,7 @@ def parallel_sizes(
     cp_size: int = 1,
     fsdp_size: int = 1,
     ep_size: int = 1,
+    ep_fsdp_size: int = 1,
     sharded: bool = False,
 ) -> ParallelSizes:
     """Split `world_size` ranks; a ConfigError names the size that does not fit.
@@ -48,6 +51,7 @@ def parallel_sizes(
         ("cp_size", cp_size),
         ("fsdp_size", fsdp_size),
         ("ep_size", ep_size),
+        ("ep_fsdp_size", ep_fsdp_size),
     ):
         if size < 1:
             raise ConfigError(f"{name}: must be >= 1, got {size}")
@@ -68,7 +72,13 @@ def parallel_sizes(
         raise ConfigError(
             f"ep_size: {ep_size} does not divide world size / tp_size = {dp * cp_size}; allowed: a divisor of it"
         )
-    return ParallelSizes(world_size, dp // shard, shard, cp_size, tp_size, ep_size)
+    holders = dp * cp_size // ep_size  # ranks holding the same experts
+    if holders % ep_fsdp_size or (ep_fsdp_size > 1 and ep_size == 1):
+        raise ConfigError(
+            f"ep_fsdp_size: {ep_fsdp_size} must divide world size / (tp_size x ep_size) = {holders} (the ranks "
+            "holding the same experts) and needs ep_size > 1; allowed: a divisor of it"
+        )
+    return ParallelSizes(world_size, dp // shard, shard, cp_size, tp_size, ep_size, ep_fsdp_size)
 
 
 def sizes_from_config(cfg: Any, world_size: int) -> ParallelSizes:
@@ -82,6 +92,7 @@ def sizes_from_config(cfg: Any, world_size: int) -> ParallelSizes:
         cp_size=par.cp_size,
         fsdp_size=par.fsdp_size,
         ep_size=par.ep_size,
+        ep_fsdp_size=par.ep_fsdp_size,
         sharded=engine == "fsdp2",
     )
 
@@ -114,11 +125,14 @@ def grad_sync_mesh(mesh: DeviceMesh, sizes: ParallelSizes) -> DeviceMesh:
 
 
 def expert_mesh(sizes: ParallelSizes, device_type: str = "cpu") -> DeviceMesh:
-    """A (ep_replicate, ep) mesh over the world: consecutive blocks of ep ranks share out the experts."""
+    """A (ep_replicate, ep, ep_fsdp) mesh over the world: `ep` ranks share out the experts, each block of experts
+    is sharded over `ep_fsdp` consecutive ranks and replicated over `ep_replicate` (without ep_fsdp: consecutive
+    blocks of ep ranks share out the experts)."""
     if sizes.tp > 1:
         raise ConfigError(
             "ep_size: expert parallel together with tp_size > 1 is not supported yet; use tp_size: 1"
         )
+    replicas = sizes.world // (sizes.ep * sizes.ep_fsdp)
     return init_device_mesh(
-        device_type, (sizes.world // sizes.ep, sizes.ep), mesh_dim_names=("ep_replicate", "ep")
+        device_type, (replicas, sizes.ep, sizes.ep_fsdp), mesh_dim_names=("ep_replicate", "ep", "ep_fsdp")
     )

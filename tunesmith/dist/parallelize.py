@@ -10,7 +10,7 @@ from torch.distributed.device_mesh import DeviceMesh
 
 from tunesmith.config.plugins import DIST
 from tunesmith.dist.ddp import wrap_ddp
-from tunesmith.dist.expert_parallel import apply_expert_parallel
+from tunesmith.dist.expert_parallel import apply_expert_parallel, check_fsdp_modules
 from tunesmith.dist.mesh import (
     ParallelSizes,
     build_mesh,
@@ -51,10 +51,6 @@ def parallelize(model: nn.Module, cfg: Any, world_size: int) -> Parallelized:
             "dist_config: deepspeed wraps model and optimizer together; build it with its plugin"
         )
     par = cfg.parallel
-    if par.ep_fsdp_size > 1:
-        raise ConfigError(
-            "ep_fsdp_size: sharding experts inside an expert-parallel group is not supported yet; use 1"
-        )
     sizes = sizes_from_config(cfg, world_size)
     mesh = build_mesh(sizes)
     if sizes.tp > 1:
@@ -62,9 +58,11 @@ def parallelize(model: nn.Module, cfg: Any, world_size: int) -> Parallelized:
     expert_names: list[str] = []
     if sizes.ep > 1:
         ep = expert_mesh(sizes)
+        if ep["ep_fsdp"].size() > 1:
+            check_fsdp_modules(model, par.ep_fsdp_modules, par.ep_modules)
         replicate = ep["ep_replicate"].get_group() if ep["ep_replicate"].size() > 1 else None
         expert_names = apply_expert_parallel(
-            model, ep["ep"].get_group(), par.ep_modules, par.ep_dispatcher, replicate
+            model, ep["ep"].get_group(), par.ep_modules, par.ep_dispatcher, replicate, mesh=ep
         )
     if sizes.cp > 1:
         apply_ulysses(model, mesh["cp"].get_group())

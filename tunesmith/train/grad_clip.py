@@ -20,7 +20,13 @@ def _local_square(param: torch.nn.Parameter) -> tuple[torch.Tensor, tuple[dist.P
     """This rank's squared gradient norm and the groups over which the shares must be summed."""
     grad = param.grad
     if hasattr(param, GROUP_ATTR):
-        return torch.linalg.vector_norm(grad, dtype=torch.float32) ** 2, (getattr(param, GROUP_ATTR),)
+        groups = (getattr(param, GROUP_ATTR),)
+        if isinstance(grad, DTensor):  # a share that FSDP shards further (experts with ep_fsdp_size)
+            groups += tuple(
+                grad.device_mesh.get_group(i) for i, p in enumerate(grad.placements) if p.is_shard()
+            )
+            grad = grad.to_local()
+        return torch.linalg.vector_norm(grad, dtype=torch.float32) ** 2, groups
     if not isinstance(grad, DTensor):
         return torch.linalg.vector_norm(grad, dtype=torch.float32) ** 2, ()
     if not all(p.is_shard() or p.is_replicate() for p in grad.placements):  # e.g. Partial: let DTensor reduce

@@ -1,0 +1,68 @@
+"""Expert-parallel checkpoints through `tunesmith train`: a tiny Qwen3-MoE trained with ep_size=2 and FSDP2 over
+2 processes, checkpointed at step 3 of 6, stores the experts in `dcp/` as one tensor of all experts (model and
+optimizer state); resumed on the same layout it gives the uninterrupted run's step 4-6 losses (1e-5); resumed on 1
+process (all experts in one model) it loads every expert, the optimizer state, the step and, with the same global
+batch, the data position, and also continues the curve to 1e-5 (measured 1e-7)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch.distributed.checkpoint import FileSystemReader
+
+sys.path.insert(0, str(Path(__file__).parent))
+from helpers import save_tiny_model  # noqa: E402
+from test_train_distributed_ckpt import LOSS_TOL, _losses, _resume_copy, _run  # noqa: E402
+
+pytestmark = pytest.mark.dist
+
+EP2 = ["ep_size=2", "fsdp=full_shard", "per_device_train_batch_size=2"]
+EXPERTS = "model.layers.0.mlp.experts.gate_up_proj"
+NUM_EXPERTS = 4  # tests/helpers.py qwen3_moe
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("train_ep_ckpt")
+    model = save_tiny_model(tmp / "moe", "qwen3_moe")
+    full = tmp / "full"
+    _run("env", [f"model_name_or_path={model}", f"output_dir={full}", *EP2], tmp)
+    two, one = _resume_copy(full, tmp / "resume2"), _resume_copy(full, tmp / "resume1")
+    resume = [f"model_name_or_path={model}", "resume_from_checkpoint=auto"]
+    _run("env", [*resume, f"output_dir={two}", *EP2], tmp)
+    _run("one", [*resume, f"output_dir={one}", "per_device_train_batch_size=4"], tmp)
+    return {"full": full, "resume2": two, "resume1": one}
+
+
+def test_checkpoint_holds_all_experts(runs: dict[str, Path]) -> None:
+    ckpt = runs["full"] / "checkpoint-3"
+    assert (ckpt / "dcp" / ".metadata").is_file() and not (ckpt / "model.safetensors").exists()
+    meta = FileSystemReader(str(ckpt / "dcp")).read_metadata().state_dict_metadata
+    assert meta[f"model.{EXPERTS}"].size[0] == NUM_EXPERTS  # not one rank's block
+    assert meta[f"optim.state.{EXPERTS}.exp_avg"].size[0] == NUM_EXPERTS
+
+
+def test_resume_on_same_layout_is_exact(runs: dict[str, Path]) -> None:
+    full, resumed = _losses(runs["full"]), _losses(runs["resume2"])
+    assert len(full) == 6
+    assert full[3] != pytest.approx(full[0], abs=1e-3)  # training moved the loss
+    assert resumed[-3:] == pytest.approx(full[3:], rel=LOSS_TOL)
+
+
+def test_resume_on_one_process_continues(runs: dict[str, Path]) -> None:
+    full, resumed = _losses(runs["full"]), _losses(runs["resume1"])
+    assert resumed[-3:] == pytest.approx(full[3:], rel=LOSS_TOL)
+
+
+def test_exports_match(runs: dict[str, Path]) -> None:
+    """The final exports of the uninterrupted and the resumed 2-process runs hold the same experts, all of them."""
+    full, resumed = (load_file(runs[k] / "model.safetensors") for k in ("full", "resume2"))
+    experts = [k for k in full if ".mlp.experts." in k]
+    assert {k.split(".")[5] for k in experts} == {str(e) for e in range(NUM_EXPERTS)}
+    assert set(resumed) == set(full)
+    for key in experts:
+        torch.testing.assert_close(resumed[key], full[key], rtol=1e-4, atol=1e-5)
