@@ -68,6 +68,7 @@ def worker(out: str) -> None:
 
 
 @pytest.mark.dist
+@pytest.mark.slow  # the CLI-level ddp run of test_train_distributed.py covers this path (2 loopback nodes)
 def test_ddp_two_ranks_match_one_process(tmp_path):
     from dist_utils import run_script
 

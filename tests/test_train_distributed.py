@@ -1,12 +1,14 @@
 """`tunesmith train` on several processes (NPROC_PER_NODE: the CLI relaunches itself under torchrun, gloo; an outer
 torchrun; two loopback "nodes") trains exactly like one process with the same global batch: DDP with gradient
 accumulation, FSDP2 (full, LoRA + activation checkpointing, bf16 mixed precision), tensor parallel, dp2 x tp2 on 4
-processes, Ulysses context parallel and expert parallel on a tiny MoE give the per-step losses and gradient norms of
-the 1-process run, and the sharded runs' exported output_dir models load in transformers/peft with the 1-process
-model's logits."""
+processes, Ulysses context parallel, expert parallel on a tiny MoE, and DeepSpeed ZeRO-2 and ZeRO-3 with optimizer
+offload (the shipped example JSONs) give the per-step losses and gradient norms of the 1-process run, and the sharded
+runs' exported output_dir models load in transformers/peft with the 1-process model's logits."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import socket
@@ -19,6 +21,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from helpers import save_tiny_model  # noqa: E402
+
+from tunesmith.cli import main  # noqa: E402
 
 pytestmark = pytest.mark.dist
 
@@ -41,6 +45,7 @@ BASE = [
     "learning_rate=1e-3",  # large enough that a wrong gradient changes the next step's loss visibly
     "disable_tqdm=true",
 ]
+DS = Path(__file__).parents[1] / "examples" / "deepspeed"  # the shipped DeepSpeed JSONs ("auto" values)
 LORA = ["finetuning_type=lora", "lora_target=all", "gradient_checkpointing=true"]
 # name -> (model, launch, overrides); every run has a global batch of 4 rows per optimizer step. Launch "one": a
 # single process; "env": NPROC_PER_NODE=2 (the CLI relaunches itself under torchrun); "torchrun": an outer torchrun;
@@ -58,10 +63,31 @@ RUNS = {
     ),
     "lora_single": ("llama", "one", ["per_device_train_batch_size=4", *LORA]),
     "lora_fsdp2": ("llama", "env", ["per_device_train_batch_size=2", 'dist_config={"name": "fsdp2"}', *LORA]),
+    # rank 0 loads, rank 1 builds on the meta device and receives its shards (test_train_meta_init.py: full model)
+    "lora_fsdp2_meta": (
+        "llama",
+        "env",
+        [
+            "per_device_train_batch_size=2",
+            'dist_config={"name": "fsdp2"}',
+            *LORA,
+            "init_model_with_meta_device=true",
+        ],
+    ),
     "bf16_single": ("llama", "one", ["per_device_train_batch_size=4", "bf16=true"]),
     "bf16_fsdp2": ("llama", "env", ["per_device_train_batch_size=2", "bf16=true", BF16_FSDP]),
     "moe_single": ("qwen3_moe", "one", ["per_device_train_batch_size=4"]),
     "ep2": ("qwen3_moe", "env", ["per_device_train_batch_size=2", "ep_size=2", "fsdp=full_shard"]),
+    "zero2": ("llama", "env", ["per_device_train_batch_size=2", f"deepspeed={DS / 'ds_z2.json'}"]),
+    "zero3_offload": (
+        "llama",
+        "env",
+        [
+            "per_device_train_batch_size=1",
+            "gradient_accumulation_steps=2",
+            f"deepspeed={DS / 'ds_z3_offload.json'}",
+        ],
+    ),
 }
 REFERENCE = {
     "ddp": "single",
@@ -70,8 +96,11 @@ REFERENCE = {
     "cp2": "single",
     "dp2_tp2": "single",
     "lora_fsdp2": "lora_single",
+    "lora_fsdp2_meta": "lora_fsdp2",
     "bf16_fsdp2": "bf16_single",
     "ep2": "moe_single",
+    "zero2": "single",
+    "zero3_offload": "single",
 }
 CLI = [sys.executable, "-m", "tunesmith.cli", "train"]
 
@@ -126,13 +155,30 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _launch(launch: str, args: list[str], tmp: Path) -> list[str]:
-    """Run the processes of one launch to the end; the stderr of each that failed."""
+    """Run the processes of one launch to the end; the stderr of each that failed. A single process runs the CLI's
+    entry point here, in the test process (the same code path, without paying the imports again)."""
+    if launch == "one":
+        return _run_here(args, _env(tmp))
     procs = [
         subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         for cmd, env in _commands(launch, args, tmp)
     ]
     errors = [p.communicate(timeout=300)[1] for p in procs]
     return [err for proc, err in zip(procs, errors, strict=True) if proc.returncode != 0]
+
+
+def _run_here(args: list[str], env: dict[str, str]) -> list[str]:
+    """`tunesmith train ARGS` in this process with environment `env`; its stderr when it fails."""
+    saved, err = dict(os.environ), io.StringIO()
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        with contextlib.redirect_stderr(err):
+            code = main(["train", *args])
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return [err.getvalue()] if code else []
 
 
 def log(output_dir: Path) -> dict[str, list[float]]:
@@ -164,7 +210,9 @@ def _logits(path: Path) -> torch.Tensor:
         return model(input_ids=ids).logits
 
 
-@pytest.mark.parametrize("name", ["fsdp2", "tp2", "dp2_tp2", "lora_fsdp2", "ep2"])
+@pytest.mark.parametrize(
+    "name", ["fsdp2", "tp2", "dp2_tp2", "lora_fsdp2", "lora_fsdp2_meta", "ep2", "zero3_offload"]
+)
 def test_sharded_export_loads_with_single_process_logits(runs: dict[str, Path], name: str) -> None:
     reference = REFERENCE[name]
     single, sharded = _logits(runs[reference]), _logits(runs[name])
@@ -176,8 +224,7 @@ def test_sharded_export_loads_with_single_process_logits(runs: dict[str, Path], 
 @pytest.mark.parametrize(
     ("overrides", "field"),
     [
-        (['deepspeed={"zero_optimization": {"stage": 2}}'], "dist_config: deepspeed"),
-        (["ep_size=2", "save_strategy=steps", "save_steps=1"], "save_strategy"),
+        (['deepspeed={"zero_optimization": {"stage": 2}}', "do_predict=true"], "do_predict"),
         (["tp_size=2", "save_strategy=no", "do_predict=true"], "do_predict"),
         (["cp_size=2", "chunk_loss_size=16"], "chunk_loss_size"),
     ],

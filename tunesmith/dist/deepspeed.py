@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -155,22 +157,56 @@ def build_engine(
     adam_epsilon: float = 1e-8,
     optimizer: torch.optim.Optimizer | None = None,
 ) -> Any:
-    """`deepspeed.initialize` with a filled config. Without an `optimizer` block in the JSON and without
-    `optimizer`, AdamW is built here: DeepSpeedCPUAdam when the optimizer state is offloaded (DeepSpeed rejects a
-    torch optimizer there), torch AdamW otherwise. Returns the engine."""
+    """`deepspeed.initialize` with a filled config; returns the engine.
+
+    The optimizer: the JSON's `optimizer` block when it has one (DeepSpeed builds it), else `optimizer`, else AdamW
+    from the arguments. With the optimizer state offloaded to the CPU an Adam/AdamW becomes DeepSpeedCPUAdam with
+    the same parameter groups (DeepSpeed rejects a torch optimizer there)."""
     import deepspeed
 
-    if "optimizer" not in ds and optimizer is None:
+    if "optimizer" in ds:
+        optimizer = None
+    elif optimizer is None:
         params = [p for p in model.parameters() if p.requires_grad]
         kwargs = {"lr": learning_rate, "betas": adam_betas, "eps": adam_epsilon, "weight_decay": weight_decay}
-        if offloads_optimizer(ds):
-            from deepspeed.ops.adam import DeepSpeedCPUAdam
-
-            optimizer = DeepSpeedCPUAdam(params, adamw_mode=True, **kwargs)
-        else:
-            optimizer = torch.optim.AdamW(params, **kwargs)
+        optimizer = torch.optim.AdamW(params, **kwargs)
+    if optimizer is not None and offloads_optimizer(ds):
+        optimizer = _cpu_adam(optimizer)
     engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds)
     return engine
+
+
+def _cpu_adam(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """The CPU Adam/AdamW DeepSpeed needs for an offloaded optimizer state, over `optimizer`'s parameter groups."""
+    from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+    if isinstance(optimizer, DeepSpeedCPUAdam):
+        return optimizer
+    if not isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)):
+        raise ConfigError(
+            f"optim: {type(optimizer).__name__} cannot run with DeepSpeed offload_optimizer (it needs Adam/AdamW, "
+            "run as DeepSpeedCPUAdam); use optim: adamw_torch or remove offload_optimizer from the DeepSpeed JSON"
+        )
+    d = optimizer.defaults
+    groups = [dict(group) for group in optimizer.param_groups]
+    return DeepSpeedCPUAdam(
+        groups,
+        lr=d["lr"],
+        betas=d["betas"],
+        eps=d["eps"],
+        weight_decay=d["weight_decay"],
+        adamw_mode=isinstance(optimizer, torch.optim.AdamW),
+    )
+
+
+@contextlib.contextmanager
+def gathered(engine: Any) -> Iterator[None]:
+    """Every parameter of the engine's module whole on every rank inside the block (ZeRO-3 partitions them; other
+    stages keep them whole anyway). A collective: all ranks enter it."""
+    import deepspeed
+
+    with deepspeed.zero.GatheredParameters(list(engine.module.parameters()), modifier_rank=None):
+        yield
 
 
 def export_hf(

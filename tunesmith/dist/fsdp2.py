@@ -97,9 +97,9 @@ def apply_fsdp2(
         "offload_policy": offload_policy(offload_params, pin_memory),
     }
     units = [m for _, m in match_modules(base, modules, "fsdp_modules") if m is not base]
-    for unit in sorted(units, key=_depth(base), reverse=True):
-        own = {p for p in unit.parameters() if p in ignored or p in skipped}
-        fully_shard(unit, ignored_params=own or None, **kwargs)
+    for group in _tied_groups(sorted(units, key=_depth(base), reverse=True)):
+        own = {p for unit in group for p in unit.parameters() if p in ignored or p in skipped}
+        fully_shard(group if len(group) > 1 else group[0], ignored_params=own or None, **kwargs)
     fully_shard(model, ignored_params=(ignored | skipped) or None, **kwargs)
     _set_prefetch(
         [u for u in units if isinstance(u, FSDPModule)], num_to_forward_prefetch, num_to_backward_prefetch
@@ -123,6 +123,25 @@ def _average_grads_of(params: set[nn.Parameter], mesh: DeviceMesh) -> None:
     for param in params:
         if param.requires_grad:
             param.register_post_accumulate_grad_hook(hook)
+
+
+def _tied_groups(units: list[nn.Module]) -> list[list[nn.Module]]:
+    """`units` in order, with units that share a parameter without nesting (tied input and output embeddings)
+    joined into one group: FSDP2 must shard a shared parameter in one group."""
+    groups: list[list[nn.Module]] = []
+    for unit in units:
+        params = set(unit.parameters())
+        tied = next((g for g in groups if any(_shares(unit, params, other) for other in g)), None)
+        if tied is None:
+            groups.append([unit])
+        else:
+            tied.append(unit)
+    return groups
+
+
+def _shares(unit: nn.Module, params: set[nn.Parameter], other: nn.Module) -> bool:
+    nested = any(m is other for m in unit.modules()) or any(m is unit for m in other.modules())
+    return not nested and any(p in params for p in other.parameters())
 
 
 def _depth(model: nn.Module) -> Callable[[nn.Module], int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import torch.distributed as dist
 from torch import nn
 
 from tunesmith.config.plugins import DIST
@@ -61,11 +62,15 @@ def fsdp_param_dtype(cfg: Any, params: Fsdp2Params) -> str:
 @DIST.register("fsdp2", params=Fsdp2Params)
 def build_fsdp2(model: nn.Module, cfg: Any, mesh: Any, params: Fsdp2Params, **kwargs: Any) -> nn.Module:
     """Shard `model` with FSDP2 over `mesh` (the dp_shard or dp_replicate x dp_shard mesh) from `cfg.parallel`;
-    `kwargs` go to `apply_fsdp2` (e.g. skip_params for expert-parallel weights)."""
+    `kwargs` go to `apply_fsdp2` (e.g. skip_params for expert-parallel weights). With `init_model_with_meta_device`
+    (see `receives_weights_from_rank0`) rank 0's weights and buffers are broadcast into every rank's shards."""
     from tunesmith.dist.checkpoint_io import load_sharded
-    from tunesmith.dist.fsdp2 import apply_fsdp2
+    from tunesmith.dist.fsdp2 import apply_fsdp2, load_full_state_from_rank0
+    from tunesmith.model.loader import receives_weights_from_rank0
 
     par = cfg.parallel
+    from_rank0 = receives_weights_from_rank0(cfg)
+    full = model.state_dict() if from_rank0 and dist.get_rank() == 0 else None
     apply_fsdp2(
         model,
         mesh,
@@ -81,6 +86,8 @@ def build_fsdp2(model: nn.Module, cfg: Any, mesh: Any, params: Fsdp2Params, **kw
         num_to_backward_prefetch=par.num_to_backward_prefetch,
         **kwargs,
     )
+    if from_rank0:
+        load_full_state_from_rank0(model, full)
     if params.dcp_path:
         load_sharded(params.dcp_path, model)
     return model
@@ -88,9 +95,18 @@ def build_fsdp2(model: nn.Module, cfg: Any, mesh: Any, params: Fsdp2Params, **kw
 
 @DIST.register("deepspeed", params=DeepSpeedParams)
 def build_deepspeed(
-    model: nn.Module, cfg: Any, data_parallel_size: int, params: DeepSpeedParams, **kwargs
+    model: nn.Module,
+    cfg: Any,
+    data_parallel_size: int,
+    params: DeepSpeedParams,
+    *,
+    optimizer: Any = None,
+    warmup_steps: int = 0,
+    total_steps: int | None = None,
 ) -> Any:
-    """A DeepSpeed engine for `model` from the user's JSON with "auto" filled from `cfg`."""
+    """A DeepSpeed engine for `model` from the user's JSON with "auto" filled from `cfg` and the step plan
+    (`warmup_steps`, `total_steps` for a JSON `scheduler`); `optimizer` is the one the config asks for. The caller
+    owns gradient accumulation: each backward accumulates, each engine step is one optimizer step."""
     from tunesmith.dist.deepspeed import build_engine, fill_auto, load_ds_config
 
     par, train = cfg.parallel, cfg.train
@@ -98,9 +114,9 @@ def build_deepspeed(
         raise ConfigError(
             "dist_config: deepspeed does not combine with tp_size/cp_size/ep_size > 1; use fsdp2"
         )
-    source = params.config_file or params.config
+    source = str(params.config_file or cfg.where("dist_config"))
     ds = fill_auto(
-        load_ds_config(source, key=cfg.where("dist_config")),
+        load_ds_config(params.config_file or params.config, key=cfg.where("dist_config")),
         micro_batch_size=train.per_device_train_batch_size,
         gradient_accumulation_steps=train.gradient_accumulation_steps,
         data_parallel_size=data_parallel_size,
@@ -112,8 +128,16 @@ def build_deepspeed(
         adam_betas=(train.adam_beta1, train.adam_beta2),
         adam_epsilon=train.adam_epsilon,
         hidden_size=getattr(getattr(model, "config", None), "hidden_size", None),
-        source=str(params.config_file or cfg.where("dist_config")),
+        warmup_steps=warmup_steps,
+        total_steps=total_steps,
+        source=source,
     )
+    if ds.setdefault("managed_gradient_accumulation", False):
+        raise ConfigError(
+            f"{source}: managed_gradient_accumulation must be false (tunesmith's loop accumulates gradients); "
+            "remove it"
+        )
+    ds.setdefault("zero_allow_untested_optimizer", True)  # any torch optimizer the config names, as in HF
     return build_engine(
         model,
         ds,
@@ -121,5 +145,5 @@ def build_deepspeed(
         weight_decay=train.weight_decay,
         adam_betas=(train.adam_beta1, train.adam_beta2),
         adam_epsilon=train.adam_epsilon,
-        **kwargs,
+        optimizer=optimizer,
     )

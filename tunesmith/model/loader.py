@@ -8,6 +8,7 @@ import tempfile
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -41,13 +42,16 @@ def load_model(cfg: Any, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
     dtype = _dtype(margs.torch_dtype, config)
     quant = quantization_config(margs, dtype)
     seed = int(cfg.train.seed)
-    if is_builtin(margs.model_name_or_path) or margs.train_from_scratch:
+    if margs.init_model_with_meta_device:
+        _log_meta_init(cfg)
+    random_init = is_builtin(margs.model_name_or_path) or margs.train_from_scratch
+    if receives_weights_from_rank0(cfg) and dist.get_rank() != 0:
+        model = _meta_model(config, margs, dtype, attn)
+        if random_init:
+            model.name_or_path = ""  # as on rank 0
+    elif random_init:
         model = _random_model(config, margs, dtype, attn, seed, quant)
     else:
-        if margs.init_model_with_meta_device:
-            logger.info(
-                "init_model_with_meta_device: transformers builds the model on the meta device while loading"
-            )
         model = load_or_explain(
             lambda: AutoModelForCausalLM.from_pretrained(
                 source,
@@ -66,6 +70,51 @@ def load_model(cfg: Any, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
     resize_and_init(model, tokenizer, margs, seed)
     apply_kernels(model, margs, cfg.is_set)
     return model
+
+
+def receives_weights_from_rank0(cfg: Any) -> bool:
+    """True when `init_model_with_meta_device` means "rank 0 loads, the others receive": several processes, the
+    fsdp2 engine, no tensor/expert parallel, no quantised base. Ranks > 0 then build the model on the meta device
+    and get their shards after FSDP2 sharding (`tunesmith.dist.fsdp2.load_full_state_from_rank0`)."""
+    return bool(cfg.model.init_model_with_meta_device) and _every_rank_loads_because(cfg) is None
+
+
+def _every_rank_loads_because(cfg: Any) -> str | None:
+    """Why each process loads the weights itself despite `init_model_with_meta_device` (None: it does not)."""
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return "this is a single process"
+    spec = cfg.train.dist_config
+    if spec is None or spec.name != "fsdp2":
+        return f"the engine is {spec.name if spec is not None else 'DDP'}, not fsdp2"
+    if cfg.parallel.tp_size > 1 or cfg.parallel.ep_size > 1:
+        return "tensor/expert parallel is on (tp_size/ep_size > 1)"
+    if cfg.model.quantization_bit or cfg.model.finetuning_type == "qlora":
+        return "the base is quantised (quantization_bit/qlora)"
+    return None
+
+
+def _log_meta_init(cfg: Any) -> None:
+    reason = _every_rank_loads_because(cfg)
+    if reason is not None:
+        logger.info(
+            "init_model_with_meta_device: every process loads the weights itself because %s (transformers "
+            "builds each copy on the meta device before filling it)",
+            reason,
+        )
+    elif dist.get_rank() == 0:
+        logger.info(
+            "init_model_with_meta_device: rank 0 loads the weights; the other %d ranks build the model on the "
+            "meta device and receive their FSDP2 shards from rank 0",
+            dist.get_world_size() - 1,
+        )
+
+
+def _meta_model(config: Any, margs: Any, dtype: torch.dtype, attn: str) -> PreTrainedModel:
+    """The model of `config` on the meta device (no weights read): its values come from rank 0 after sharding."""
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(
+            config, dtype=dtype, attn_implementation=attn, trust_remote_code=bool(margs.trust_remote_code)
+        )
 
 
 def quantization_config(margs: Any, dtype: torch.dtype) -> BitsAndBytesConfig | None:

@@ -47,6 +47,8 @@ def resize_and_init(
     if not fresh:
         return
     targets = _token_targets(tokenizer, margs, added)
+    if model.get_input_embeddings().weight.is_meta:
+        return  # a meta-device rank > 0: rank 0's initialised rows arrive after sharding
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for weight in _embedding_weights(model):

@@ -63,7 +63,10 @@ def _train(cfg: TunesmithConfig, run: distributed.DistRun, resume_path: Path | N
     with run.main_first():
         data = build_datasets(cfg, tokenizer)
     model = prepare_for_training(load_model(cfg, tokenizer), cfg)
-    if torch.cuda.is_available() and not cfg.train.use_cpu and not getattr(model, "is_quantized", False):
+    on_meta = any(p.is_meta for p in model.parameters())  # init_model_with_meta_device: filled after sharding
+    if torch.cuda.is_available() and not (
+        cfg.train.use_cpu or getattr(model, "is_quantized", False) or on_meta
+    ):
         model.to("cuda")
     run, model = distributed.wrap(run, model, cfg)
     batcher = distributed.sequence_slices(
@@ -84,6 +87,7 @@ def _train(cfg: TunesmithConfig, run: distributed.DistRun, resume_path: Path | N
         ],
         per_token_loss=per_token_loss(cfg),
         sync_group=run.sync_group,
+        engine=distributed.engine_update(run, cfg),
     )
     resume(trainer, resume_path)
     try:
@@ -91,8 +95,8 @@ def _train(cfg: TunesmithConfig, run: distributed.DistRun, resume_path: Path | N
             state = trainer.train()
     finally:
         trainer.close()
-    run.save_output(model, tokenizer, cfg)
-    predict_after_training(cfg, model, tokenizer, data)
+    run.save_output(trainer.model, tokenizer, cfg)
+    predict_after_training(cfg, trainer.model, tokenizer, data)
     if run.is_main(cfg.train.save_on_each_node):
         save_config(cfg, Path(output_dir) / "tunesmith_config.yaml")
     if dist_env.rank() == 0:

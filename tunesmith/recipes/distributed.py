@@ -12,14 +12,19 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
 from tunesmith.config import TunesmithConfig
+from tunesmith.config.plan import StepPlan
+from tunesmith.config.plugins import DIST
+from tunesmith.dist.checkpoint_io import full_model_state
+from tunesmith.dist.deepspeed import gathered
 from tunesmith.dist.parallelize import parallelize
 from tunesmith.dist.setup import cleanup, init_distributed, is_main_process, main_process_first
 from tunesmith.dist.ulysses import split_sequence
 from tunesmith.model import save_pretrained_output
 from tunesmith.train.grad_clip import mark_sharded
+from tunesmith.train.trainer import UpdateFactory
+from tunesmith.train.update import DeepSpeedUpdate
 from tunesmith.utils.errors import ConfigError
 
 
@@ -34,6 +39,7 @@ class DistRun:
     sharded: bool = False  # parameters are DTensors (FSDP2 / tensor parallel): export gathers them
     cp_rank: int = 0
     cp_size: int = 1
+    deepspeed: bool = False  # the model is a DeepSpeed engine, which owns backward and step
 
     @contextlib.contextmanager
     def main_first(self, on_each_node: bool = False) -> Iterator[None]:
@@ -57,6 +63,12 @@ class DistRun:
         args = cfg.train
         target = output_dir or args.output_dir
         main = self.is_main(args.save_on_each_node)
+        if self.deepspeed:
+            with gathered(model):
+                if main:
+                    save_pretrained_output(model.module, tokenizer, target)
+            self.barrier()
+            return
         if self.sharded:
             if args.save_hf_weights:
                 state = full_state(model, every_rank=args.save_on_each_node)
@@ -84,17 +96,7 @@ class DistRun:
 def full_state(model: nn.Module, every_rank: bool = False) -> dict[str, torch.Tensor]:
     """The unsharded state dict of a FSDP2 / tensor- / expert-parallel model on CPU: on rank 0 (empty elsewhere),
     or on every rank with `every_rank`. A collective: call on all ranks."""
-    options = StateDictOptions(full_state_dict=True, cpu_offload=not every_rank)
-    state = get_model_state_dict(model, options=options)
-    for name, module in model.named_modules():
-        group = getattr(module, "ep_group", None)
-        for pname, param in module.named_parameters(recurse=False) if group is not None else ():
-            parts = [torch.empty_like(param.detach()) for _ in range(dist.get_world_size(group))]
-            dist.all_gather(parts, param.detach().contiguous(), group=group)
-            key = f"{name}.{pname}" if name else pname
-            if key in state:  # the experts of every rank, in rank order (contiguous blocks)
-                state[key] = torch.cat(parts).cpu()
-    return state
+    return full_model_state(model, every_rank)
 
 
 def start(cfg: TunesmithConfig) -> DistRun:
@@ -108,36 +110,38 @@ def start(cfg: TunesmithConfig) -> DistRun:
 
 def check_supported(cfg: TunesmithConfig) -> None:
     """Combinations the distributed training path cannot honour yet: a clear error instead of wrong training."""
-    spec, par, args = cfg.train.dist_config, cfg.parallel, cfg.train
-    if spec is not None and spec.name == "deepspeed":
-        raise ConfigError(
-            "dist_config: deepspeed is not wired into `tunesmith train` yet; use dist_config: {name: fsdp2} "
-            "(ZeRO-3 equivalent) or DDP (no dist_config)"
-        )
+    par, args = cfg.parallel, cfg.train
     if par.cp_size > 1 and args.chunk_loss_size:
         raise ConfigError("chunk_loss_size: not supported with context parallel (cp_size > 1); unset it")
-    if par.ep_size > 1 and args.save_strategy != "no":
+    if (_sharding(cfg) or _engine(cfg) == "deepspeed") and (args.do_predict or args.predict_with_generate):
         raise ConfigError(
-            f"save_strategy: {args.save_strategy!r} with expert parallel (ep_size > 1) needs expert-sharded "
-            "checkpoints, not supported yet; use save_strategy: no (the final model is still exported), or "
-            "fsdp2 / tp_size (checkpointed with torch distributed checkpoint)"
+            "do_predict: prediction after training with a sharded model (fsdp2 / deepspeed / tp_size / ep_size) "
+            "is not supported; predict from the exported output_dir in one process"
         )
-    if _sharding(cfg) and (args.do_predict or args.predict_with_generate):
+    if _engine(cfg) == "deepspeed" and args.save_only_model and args.save_strategy != "no":
         raise ConfigError(
-            "do_predict: prediction after training with a sharded model (fsdp2 / tp_size / ep_size) is not "
-            "supported; predict from the exported output_dir in one process"
+            "save_only_model: with deepspeed a checkpoint holds the engine's model and optimizer partitions; unset "
+            "it (the final model is exported to output_dir in Hugging Face format either way)"
         )
+
+
+def _engine(cfg: TunesmithConfig) -> str:
+    spec = cfg.train.dist_config
+    return spec.name if spec is not None else "ddp"
 
 
 def _sharding(cfg: TunesmithConfig) -> bool:
-    spec, par = cfg.train.dist_config, cfg.parallel
-    return (spec is not None and spec.name == "fsdp2") or par.tp_size > 1 or par.ep_size > 1
+    par = cfg.parallel
+    return _engine(cfg) == "fsdp2" or par.tp_size > 1 or par.ep_size > 1
 
 
 def wrap(run: DistRun, model: nn.Module, cfg: TunesmithConfig) -> tuple[DistRun, nn.Module]:
     """Apply tensor/expert parallel and FSDP2 or DDP; returns this rank's data share and the model to train."""
     if not run.active:
         return run, model
+    if _engine(cfg) == "deepspeed":  # the engine is built with the optimizer, by `engine_update`
+        world = dist.get_world_size()
+        return dataclasses.replace(run, dp_rank=dist.get_rank(), dp_size=world, deepspeed=True), model
     par = parallelize(model, cfg, dist.get_world_size())
     sync = par.mesh["dp_cp" if par.sizes.cp > 1 else "dp"]  # flattened by parallelize when cp > 1
     placed = dataclasses.replace(
@@ -154,6 +158,28 @@ def wrap(run: DistRun, model: nn.Module, cfg: TunesmithConfig) -> tuple[DistRun,
             for param in module.parameters(recurse=False):
                 mark_sharded(param, module.ep_group)
     return placed, par.model
+
+
+def engine_update(run: DistRun, cfg: TunesmithConfig) -> UpdateFactory | None:
+    """The trainer's update path when an engine owns backward and step (DeepSpeed); None for torch's own."""
+    if not run.deepspeed:
+        return None
+    spec = cfg.train.dist_config
+
+    def build(model: nn.Module, optimizer: torch.optim.Optimizer, plan: StepPlan) -> DeepSpeedUpdate:
+        engine = DIST.get("deepspeed").factory(
+            model,
+            cfg,
+            run.dp_size,
+            spec.params,
+            optimizer=optimizer,
+            warmup_steps=plan.warmup_steps,
+            total_steps=plan.max_steps,
+        )
+        owns_schedule = engine.scheduler_name() is not None  # the JSON's own schedule: the engine steps it
+        return DeepSpeedUpdate(engine, engine.basic_optimizer, engine.lr_scheduler if owns_schedule else None)
+
+    return build
 
 
 def sequence_slices(run: DistRun, batcher: Any, tokenizer: Any) -> Any:
