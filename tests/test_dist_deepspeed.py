@@ -32,6 +32,7 @@ def test_consolidated_export_matches_sharded_model(results):
     assert results["export_logits"] < 1e-5
 
 
+@pytest.mark.slow  # the CLI-level zero2_offload run of test_train_distributed.py covers this path
 def test_zero2_cpu_offload_matches(tmp_path):
     """DeepSpeedCPUAdam (compiled with g++ on first use, 30-90 s, then cached in ~/.cache/torch_extensions)."""
     run_script("run_deepspeed.py", str(tmp_path), "offload", nproc=2)

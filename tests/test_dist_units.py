@@ -216,3 +216,13 @@ def test_ep_fsdp_modules_must_name_the_experts() -> None:
     check_fsdp_modules(model, experts, experts)
     with pytest.raises(ConfigError, match="ep_fsdp_modules: .* must name the same experts modules"):
         check_fsdp_modules(model, ["model.layers.{*}.mlp"], experts)
+
+
+def test_deepspeed_scheduler_block_is_refused() -> None:
+    from tunesmith.config import load_config
+
+    block = '{"zero_optimization": {"stage": 2}, "scheduler": {"type": "WarmupLR", "params": {}}}'
+    cfg = load_config(None, ["model_name_or_path=builtin:tiny", "dataset=demo", f"deepspeed={block}"])
+    spec = cfg.train.dist_config
+    with pytest.raises(ConfigError, match="scheduler: tunesmith runs the learning-rate schedule itself"):
+        DIST.get("deepspeed").factory(tiny_model("llama"), cfg, 2, spec.params)

@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from helpers import save_tiny_model  # noqa: E402
 from test_train_distributed import _launch  # noqa: E402
-from test_train_distributed_ckpt import BASE, LOSS_TOL, _losses, _resume_copy, _run  # noqa: E402
+from test_train_distributed_ckpt import BASE, LOSS_TOL, _losses, _resume_copy, train_and_resume  # noqa: E402
 
 pytestmark = pytest.mark.dist
 
@@ -25,16 +24,7 @@ ZERO3 = [
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("train_ds_ckpt")
-    model = save_tiny_model(tmp / "llama", "llama")
-    full = tmp / "full"
-    _run("env", [f"model_name_or_path={model}", f"output_dir={full}", *ZERO3], tmp)
-    resumed = _resume_copy(full, tmp / "resumed")
-    _run(
-        "env",
-        [f"model_name_or_path={model}", "resume_from_checkpoint=auto", f"output_dir={resumed}", *ZERO3],
-        tmp,
-    )
-    return {"full": full, "resumed": resumed, "model": model, "tmp": tmp}
+    return {**train_and_resume(tmp, "llama", ZERO3, on_one=False), "tmp": tmp}
 
 
 def test_checkpoint_holds_the_engine_partitions(runs: dict[str, Path]) -> None:
@@ -46,7 +36,7 @@ def test_checkpoint_holds_the_engine_partitions(runs: dict[str, Path]) -> None:
 
 
 def test_resume_continues_the_loss_curve(runs: dict[str, Path]) -> None:
-    full, resumed = _losses(runs["full"]), _losses(runs["resumed"])
+    full, resumed = _losses(runs["full"]), _losses(runs["resume2"])
     assert len(full) == 6 and len(resumed) == 3  # the copy's log was removed with the later checkpoint
     assert resumed == pytest.approx(full[3:], rel=LOSS_TOL)
 

@@ -1,8 +1,8 @@
 """`tunesmith train` on several processes (NPROC_PER_NODE: the CLI relaunches itself under torchrun, gloo; an outer
 torchrun; two loopback "nodes") trains exactly like one process with the same global batch: DDP with gradient
-accumulation, FSDP2 (full, LoRA + activation checkpointing, bf16 mixed precision), tensor parallel, dp2 x tp2 on 4
-processes, Ulysses context parallel, expert parallel on a tiny MoE, and DeepSpeed ZeRO-2 and ZeRO-3 with optimizer
-offload (the shipped example JSONs) give the per-step losses and gradient norms of the 1-process run, and the sharded
+accumulation, FSDP2 (full, LoRA + activation checkpointing with meta-device init, bf16 mixed precision), tensor parallel, dp2 x tp2 on 4
+processes, Ulysses context parallel, expert parallel on a tiny MoE, and DeepSpeed ZeRO-2 with optimizer offload and
+accumulation, and ZeRO-3 (the shipped example JSONs) give the per-step losses and gradient norms of the 1-process run, and the sharded
 runs' exported output_dir models load in transformers/peft with the 1-process model's logits."""
 
 from __future__ import annotations
@@ -62,9 +62,9 @@ RUNS = {
         ["per_device_train_batch_size=2", "tp_size=2", 'dist_config={"name": "fsdp2"}'],
     ),
     "lora_single": ("llama", "one", ["per_device_train_batch_size=4", *LORA]),
-    "lora_fsdp2": ("llama", "env", ["per_device_train_batch_size=2", 'dist_config={"name": "fsdp2"}', *LORA]),
-    # rank 0 loads, rank 1 builds on the meta device and receives its shards (test_train_meta_init.py: full model)
-    "lora_fsdp2_meta": (
+    # init_model_with_meta_device: rank 0 loads, rank 1 builds on the meta device and receives its shards (the full
+    # model: test_train_meta_init.py; LoRA + FSDP2 without it: test_dist_parallelize.py)
+    "lora_fsdp2": (
         "llama",
         "env",
         [
@@ -78,16 +78,16 @@ RUNS = {
     "bf16_fsdp2": ("llama", "env", ["per_device_train_batch_size=2", "bf16=true", BF16_FSDP]),
     "moe_single": ("qwen3_moe", "one", ["per_device_train_batch_size=4"]),
     "ep2": ("qwen3_moe", "env", ["per_device_train_batch_size=2", "ep_size=2", "fsdp=full_shard"]),
-    "zero2": ("llama", "env", ["per_device_train_batch_size=2", f"deepspeed={DS / 'ds_z2.json'}"]),
-    "zero3_offload": (
+    "zero2_offload": (
         "llama",
         "env",
         [
             "per_device_train_batch_size=1",
             "gradient_accumulation_steps=2",
-            f"deepspeed={DS / 'ds_z3_offload.json'}",
+            f"deepspeed={DS / 'ds_z2_offload.json'}",
         ],
     ),
+    "zero3": ("llama", "env", ["per_device_train_batch_size=2", f"deepspeed={DS / 'ds_z3.json'}"]),
 }
 REFERENCE = {
     "ddp": "single",
@@ -96,11 +96,10 @@ REFERENCE = {
     "cp2": "single",
     "dp2_tp2": "single",
     "lora_fsdp2": "lora_single",
-    "lora_fsdp2_meta": "lora_fsdp2",
     "bf16_fsdp2": "bf16_single",
     "ep2": "moe_single",
-    "zero2": "single",
-    "zero3_offload": "single",
+    "zero2_offload": "single",
+    "zero3": "single",
 }
 CLI = [sys.executable, "-m", "tunesmith.cli", "train"]
 
@@ -210,9 +209,7 @@ def _logits(path: Path) -> torch.Tensor:
         return model(input_ids=ids).logits
 
 
-@pytest.mark.parametrize(
-    "name", ["fsdp2", "tp2", "dp2_tp2", "lora_fsdp2", "lora_fsdp2_meta", "ep2", "zero3_offload"]
-)
+@pytest.mark.parametrize("name", ["fsdp2", "tp2", "dp2_tp2", "lora_fsdp2", "ep2", "zero3"])
 def test_sharded_export_loads_with_single_process_logits(runs: dict[str, Path], name: str) -> None:
     reference = REFERENCE[name]
     single, sharded = _logits(runs[reference]), _logits(runs[name])

@@ -56,17 +56,27 @@ def _resume_copy(full: Path, target: Path) -> Path:
     return target
 
 
+def train_and_resume(tmp: Path, arch: str, layout: list[str], on_one: bool = True) -> dict[str, Path]:
+    """A tiny `arch` model trained 6 steps on 2 processes with `layout` (`full`, checkpoint at step 3), and copies
+    of it resumed from checkpoint-3 on 2 processes (`resume2`) and, with `on_one`, on one process with the same
+    global batch (`resume1`); also the `model` folder."""
+    model = save_tiny_model(tmp / arch, arch)
+    out = {"model": model, "full": tmp / "full"}
+    _run("env", [f"model_name_or_path={model}", f"output_dir={out['full']}", *layout], tmp)
+    resumes = [("resume2", "env", layout), ("resume1", "one", ["per_device_train_batch_size=4"])]
+    for name, launch, args in resumes[: 2 if on_one else 1]:
+        out[name] = _resume_copy(out["full"], tmp / name)
+        _run(
+            launch,
+            [f"model_name_or_path={model}", "resume_from_checkpoint=auto", f"output_dir={out[name]}", *args],
+            tmp,
+        )
+    return out
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    tmp = tmp_path_factory.mktemp("train_dist_ckpt")
-    model = save_tiny_model(tmp / "llama", "llama")
-    full = tmp / "full"
-    _run("env", [f"model_name_or_path={model}", f"output_dir={full}", *FSDP2], tmp)
-    two, one = _resume_copy(full, tmp / "resume2"), _resume_copy(full, tmp / "resume1")
-    resume = [f"model_name_or_path={model}", "resume_from_checkpoint=auto"]
-    _run("env", [*resume, f"output_dir={two}", *FSDP2], tmp)
-    _run("one", [*resume, f"output_dir={one}", "per_device_train_batch_size=4"], tmp)
-    return {"full": full, "resume2": two, "resume1": one}
+    return train_and_resume(tmp_path_factory.mktemp("train_dist_ckpt"), "llama", FSDP2)
 
 
 def test_checkpoint_is_sharded(runs: dict[str, Path]) -> None:

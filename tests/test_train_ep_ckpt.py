@@ -15,8 +15,7 @@ from safetensors.torch import load_file
 from torch.distributed.checkpoint import FileSystemReader
 
 sys.path.insert(0, str(Path(__file__).parent))
-from helpers import save_tiny_model  # noqa: E402
-from test_train_distributed_ckpt import LOSS_TOL, _losses, _resume_copy, _run  # noqa: E402
+from test_train_distributed_ckpt import LOSS_TOL, _losses, train_and_resume  # noqa: E402
 
 pytestmark = pytest.mark.dist
 
@@ -27,15 +26,7 @@ NUM_EXPERTS = 4  # tests/helpers.py qwen3_moe
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    tmp = tmp_path_factory.mktemp("train_ep_ckpt")
-    model = save_tiny_model(tmp / "moe", "qwen3_moe")
-    full = tmp / "full"
-    _run("env", [f"model_name_or_path={model}", f"output_dir={full}", *EP2], tmp)
-    two, one = _resume_copy(full, tmp / "resume2"), _resume_copy(full, tmp / "resume1")
-    resume = [f"model_name_or_path={model}", "resume_from_checkpoint=auto"]
-    _run("env", [*resume, f"output_dir={two}", *EP2], tmp)
-    _run("one", [*resume, f"output_dir={one}", "per_device_train_batch_size=4"], tmp)
-    return {"full": full, "resume2": two, "resume1": one}
+    return train_and_resume(tmp_path_factory.mktemp("train_ep_ckpt"), "qwen3_moe", EP2)
 
 
 def test_checkpoint_holds_all_experts(runs: dict[str, Path]) -> None:

@@ -1,7 +1,7 @@
 """`init_model_with_meta_device` with FSDP2 through `tunesmith train` on 2 processes: rank 0 loads the weights, the
 other rank builds the model on the meta device and receives its shards. It trains exactly like the run where every
 rank loads (same per-step losses and gradient norms, same exported model), for a full fine-tune of a tied-embedding
-model with new tokens (LoRA: the `lora_fsdp2_meta` run of test_train_distributed.py). Rank 1 (a second loopback
+model with new tokens (LoRA: the `lora_fsdp2` run of test_train_distributed.py). Rank 1 (a second loopback
 "node") is given a model folder with no weight file, so it cannot have read the weights. Without fsdp2 every process
 loads and the log says so."""
 

@@ -105,8 +105,9 @@ def build_deepspeed(
     total_steps: int | None = None,
 ) -> Any:
     """A DeepSpeed engine for `model` from the user's JSON with "auto" filled from `cfg` and the step plan
-    (`warmup_steps`, `total_steps` for a JSON `scheduler`); `optimizer` is the one the config asks for. The caller
-    owns gradient accumulation: each backward accumulates, each engine step is one optimizer step."""
+    (`warmup_steps`, `total_steps`); `optimizer` is the one the config asks for (a JSON `optimizer` block wins). The
+    caller owns gradient accumulation and the learning-rate schedule: each backward accumulates, each engine step is
+    one optimizer step."""
     from tunesmith.dist.deepspeed import build_engine, fill_auto, load_ds_config
 
     par, train = cfg.parallel, cfg.train
@@ -136,6 +137,12 @@ def build_deepspeed(
         raise ConfigError(
             f"{source}: managed_gradient_accumulation must be false (tunesmith's loop accumulates gradients); "
             "remove it"
+        )
+    if "scheduler" in ds:
+        raise ConfigError(
+            f"{source}: scheduler: tunesmith runs the learning-rate schedule itself (lr_scheduler_type, warmup_steps "
+            "or warmup_ratio); remove the DeepSpeed scheduler block (WarmupLR = constant_with_warmup, "
+            "WarmupDecayLR = linear, WarmupCosineLR = cosine)"
         )
     ds.setdefault("zero_allow_untested_optimizer", True)  # any torch optimizer the config names, as in HF
     return build_engine(

@@ -176,8 +176,7 @@ def engine_update(run: DistRun, cfg: TunesmithConfig) -> UpdateFactory | None:
             warmup_steps=plan.warmup_steps,
             total_steps=plan.max_steps,
         )
-        owns_schedule = engine.scheduler_name() is not None  # the JSON's own schedule: the engine steps it
-        return DeepSpeedUpdate(engine, engine.basic_optimizer, engine.lr_scheduler if owns_schedule else None)
+        return DeepSpeedUpdate(engine, engine.basic_optimizer)
 
     return build
 

@@ -113,7 +113,7 @@ class Trainer:
             self.update.optimizer,
             self.update.precision,
         )
-        self.scheduler = self.update.scheduler or self._scheduler()
+        self.scheduler = self._scheduler()
         self.split = 1  # each micro-batch is cut into this many pieces (auto_find_batch_size after an OOM)
         self._window: list[dict[str, Any]] = []
 
@@ -201,8 +201,7 @@ class Trainer:
         lr = self.scheduler.get_last_lr()[0]
         grad_norm, finite = self.update.step(math.isfinite(loss))
         scaled = self.update.dynamic_loss_scale  # fp16: the scaler itself skips steps with inf/nan gradients
-        if self.update.scheduler is None:  # an engine-owned schedule advances inside the engine's step
-            self.scheduler.step()
+        self.scheduler.step()
         s = self.state
         s.global_step += 1
         s.tokens_seen += tokens

@@ -40,7 +40,6 @@ class TorchUpdate:
     ) -> None:
         self.model, self.optimizer, self.precision = model, optimizer, precision
         self.max_grad_norm = max_grad_norm
-        self.scheduler = None  # the trainer builds and steps the learning-rate schedule
         self.dynamic_loss_scale = precision.scaler is not None
 
     def sync(self, last: bool) -> contextlib.AbstractContextManager:
@@ -76,15 +75,13 @@ class DeepSpeedUpdate:
     accumulates, `step` reduces, clips and updates once per optimizer step (however many micro-batches it had).
 
     The forward runs without autocast: the engine keeps the module in bf16/fp16 itself when the JSON enables it.
-    Checkpoints hold the engine's own files (`state_dir` of the checkpoint): every rank's ZeRO partitions."""
+    Checkpoints hold the engine's own files (`state_dir` of the checkpoint): every rank's ZeRO partitions. The
+    trainer's learning-rate schedule drives `optimizer` (the engine's base optimizer)."""
 
     state_dir = "deepspeed"
 
-    def __init__(self, engine: Any, optimizer: torch.optim.Optimizer, scheduler: Any = None) -> None:
+    def __init__(self, engine: Any, optimizer: torch.optim.Optimizer) -> None:
         self.engine, self.model, self.optimizer = engine, engine, optimizer
-        self.scheduler = (
-            scheduler  # set when the DeepSpeed JSON has its own `scheduler` (the engine steps it)
-        )
         device = next(engine.module.parameters()).device
         self.precision = Precision(device.type, None, None)
         self.dynamic_loss_scale = bool(engine.fp16_enabled())
@@ -128,7 +125,7 @@ class DeepSpeedUpdate:
             str(folder),
             tag=TAG,
             load_optimizer_states=with_optimizer,
-            load_lr_scheduler_states=with_optimizer,
+            load_lr_scheduler_states=False,
             load_module_only=not with_optimizer,
         )
         if path is None:
