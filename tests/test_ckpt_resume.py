@@ -17,6 +17,7 @@ import pytest
 import safetensors.torch
 import yaml
 from helpers import DEMO_DIR, save_tiny_model
+from test_train_distributed import _run_here
 
 MAX_STEPS = 20
 
@@ -116,8 +117,8 @@ def test_sigkill_at_random_step_then_auto_resume_is_bit_identical(reference, sav
     assert killed_at < MAX_STEPS and not (out / "model.safetensors").exists(), (
         f"not killed mid-run ({at_step})"
     )
-    again = _train(config, tmp)  # a fresh start into a folder with checkpoints is refused
-    assert again.returncode != 0 and "resume_from_checkpoint" in again.stderr
+    again = _run_here([str(config)], _env(tmp))  # a fresh start into a folder with checkpoints is refused
+    assert again and "resume_from_checkpoint" in again[0]
     resumed = _train(config, tmp, "resume_from_checkpoint=auto")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed from" in resumed.stderr
