@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from torch.distributed.checkpoint import FileSystemReader
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_train_distributed_ckpt import LOSS_TOL, _losses, train_and_resume  # noqa: E402
+from test_train_distributed_ckpt import assert_resumed_exactly, train_and_resume  # noqa: E402
 
 pytestmark = pytest.mark.dist
 
@@ -38,15 +38,11 @@ def test_checkpoint_holds_all_experts(runs: dict[str, Path]) -> None:
 
 
 def test_resume_on_same_layout_is_exact(runs: dict[str, Path]) -> None:
-    full, resumed = _losses(runs["full"]), _losses(runs["resume2"])
-    assert len(full) == 6
-    assert full[3] != pytest.approx(full[0], abs=1e-3)  # training moved the loss
-    assert resumed[-3:] == pytest.approx(full[3:], rel=LOSS_TOL)
+    assert_resumed_exactly(runs, "resume2")
 
 
 def test_resume_on_one_process_continues(runs: dict[str, Path]) -> None:
-    full, resumed = _losses(runs["full"]), _losses(runs["resume1"])
-    assert resumed[-3:] == pytest.approx(full[3:], rel=LOSS_TOL)
+    assert_resumed_exactly(runs, "resume1")
 
 
 def test_exports_match(runs: dict[str, Path]) -> None:

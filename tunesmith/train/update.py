@@ -109,7 +109,8 @@ class DeepSpeedUpdate:
     def save_state(self, folder: Path) -> None:
         """Every rank writes its partitions of model and optimizer state (and an engine-owned schedule) to
         `folder`. A collective."""
-        self.engine.save_checkpoint(str(folder), tag=TAG, save_latest=False)
+        # `latest` names the tag: DeepSpeed's weights-only ZeRO-3 load (load_best_model_at_end) looks for it
+        self.engine.save_checkpoint(str(folder), tag=TAG, save_latest=True)
 
     def load_state(self, folder: Path, with_optimizer: bool = True) -> None:
         """Restore what `save_state` wrote, on the same number of ranks (only the weights without
