@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from helpers import tiny_model
 
 from tunesmith.config.plugins import DIST
@@ -226,3 +227,16 @@ def test_deepspeed_scheduler_block_is_refused() -> None:
     spec = cfg.train.dist_config
     with pytest.raises(ConfigError, match="scheduler: tunesmith runs the learning-rate schedule itself"):
         DIST.get("deepspeed").factory(tiny_model("llama"), cfg, 2, spec.params)
+
+
+def test_deepspeed_refuses_what_its_loop_cannot_honour() -> None:
+    from tunesmith.config import load_config
+    from tunesmith.dist.deepspeed import _cpu_adam
+
+    block = '{"zero_optimization": {"stage": 2}, "managed_gradient_accumulation": true}'
+    cfg = load_config(None, ["model_name_or_path=builtin:tiny", "dataset=demo", f"deepspeed={block}"])
+    with pytest.raises(ConfigError, match="managed_gradient_accumulation must be false"):
+        DIST.get("deepspeed").factory(tiny_model("llama"), cfg, 2, cfg.train.dist_config.params)
+    sgd = torch.optim.SGD(tiny_model("llama").parameters(), lr=0.1)
+    with pytest.raises(ConfigError, match="optim: SGD cannot run with DeepSpeed offload_optimizer"):
+        _cpu_adam(sgd)

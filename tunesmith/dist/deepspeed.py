@@ -178,15 +178,13 @@ def build_engine(
 
 def _cpu_adam(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
     """The CPU Adam/AdamW DeepSpeed needs for an offloaded optimizer state, over `optimizer`'s parameter groups."""
-    from deepspeed.ops.adam import DeepSpeedCPUAdam
-
-    if isinstance(optimizer, DeepSpeedCPUAdam):
-        return optimizer
     if not isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)):
         raise ConfigError(
             f"optim: {type(optimizer).__name__} cannot run with DeepSpeed offload_optimizer (it needs Adam/AdamW, "
             "run as DeepSpeedCPUAdam); use optim: adamw_torch or remove offload_optimizer from the DeepSpeed JSON"
         )
+    from deepspeed.ops.adam import DeepSpeedCPUAdam
+
     d = optimizer.defaults
     groups = [dict(group) for group in optimizer.param_groups]
     return DeepSpeedCPUAdam(
