@@ -84,7 +84,7 @@ def alias_table() -> dict[str, str]:
 
 
 def field_section(name: str) -> str:
-    """The section (model, data, train, parallel, profiling) of a canonical name or alias."""
+    """The section (model, data, train, parallel, profiling, preference, methods, generation) of a canonical name or alias."""
     canonical = schema.alias_table().get(schema.normalize_key(name))
     if canonical is None:
         raise ConfigError(f"unknown argument {name!r}; run `tunesmith args` for the list of arguments")

@@ -19,13 +19,16 @@ logger = logging.getLogger("tunesmith")
 
 @dataclasses.dataclass
 class TunesmithConfig:
-    """The five argument sections, plus where each explicitly set argument came from."""
+    """The argument sections, plus where each explicitly set argument came from."""
 
     model: Any
     data: Any
     train: Any
     parallel: Any
     profiling: Any
+    preference: Any
+    methods: Any
+    generation: Any
     origins: dict[str, str] = dataclasses.field(default_factory=dict)  # canonical name -> "key at origin"
     config_path: str | None = None
 

@@ -32,8 +32,11 @@ def section_classes() -> dict[str, type]:
     """Section name -> argument dataclass, in the order sections are shown."""
     from tunesmith.config.arguments import (
         DataArguments,
+        GenerationArguments,
+        MethodArguments,
         ModelArguments,
         ParallelArguments,
+        PreferenceArguments,
         ProfilingArguments,
         TrainingArguments,
     )
@@ -44,6 +47,9 @@ def section_classes() -> dict[str, type]:
         "train": TrainingArguments,
         "parallel": ParallelArguments,
         "profiling": ProfilingArguments,
+        "preference": PreferenceArguments,
+        "methods": MethodArguments,
+        "generation": GenerationArguments,
     }
 
 

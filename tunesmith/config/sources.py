@@ -20,12 +20,18 @@ SECTION_KEYS = (
     "train_args",
     "parallel_args",
     "profiling_args",
+    "preference_args",
+    "method_args",
+    "generation_args",
     "model",
     "data",
     "train",
     "training",
     "parallel",
     "profiling",
+    "preference",
+    "methods",
+    "generation",
 )
 
 
