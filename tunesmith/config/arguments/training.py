@@ -44,8 +44,9 @@ class TrainingLoopArguments:
     # --- what to run ----------------------------------------------------------------------------------------------
     stage: str = arg(
         "sft",
-        "Training stage: pt (pre-training) or sft (supervised fine-tuning).",
-        choices=("pt", "sft"),
+        "Training stage: pt (pre-training), sft (supervised fine-tuning), dpo (preference pairs: DPO, IPO, "
+        "ORPO, SimPO ... by pref_loss), kto (desirable/undesirable examples) or rm (reward model).",
+        choices=("pt", "sft", "dpo", "kto", "rm"),
         sources="003",
     )
     do_train: bool = arg(
