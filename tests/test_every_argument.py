@@ -1,37 +1,116 @@
-"""Every argument takes effect somewhere, or is refused/obsolete with a message: none is only parsed."""
+"""Every argument takes effect: it is read by engine code, refused with a reason, marked obsolete, or listed here
+as accepted-but-inert (with why). "Read" means a real read in the syntax tree: an attribute load `x.name` (not on an
+imported module), `x.get("name")` or `getattr(x, "name")`; a name in a docstring, comment, string or error message
+does not count."""
 
 from __future__ import annotations
 
-import re
+import ast
+from functools import cache
 from pathlib import Path
 
 from tunesmith.config.schema import fields_by_name
+from tunesmith.config.unsupported import REFUSED
 
 PACKAGE = Path(__file__).resolve().parents[1] / "tunesmith"
-# Files of the config layer that only declare or list arguments (their mention is not a use).
-DECLARING = {"arguments", "catalog.py", "schema.py", "fields.py", "serialize.py", "loader.py", "sources.py"}
-# Arguments with a single allowed value or a behaviour tunesmith always has, and why.
-ALWAYS = {
+# The config layer declares, aliases, parses and validates arguments: a read there is not a use...
+CONFIG = "config"
+# ...except for these, which act by deriving other arguments that engines read (validate.py, plan.py, hf_fsdp.py).
+ACT_THROUGH_CONFIG = {
+    "dataloader_num_workers": "sets batching_workers (validate._loader_workers)",
+    "dataloader_prefetch_factor": "with dataloader_num_workers, sets how many batches are built ahead",
+    "fsdp": "HF's FSDP options become dist_config fsdp2 (config/hf_fsdp.py)",
+    "fsdp_config": "HF's FSDP config becomes dist_config fsdp2 parameters (config/hf_fsdp.py)",
+    "global_batch_size": "derives gradient_accumulation_steps (validate.check_parallel_sizes)",
+    "optim_config": "parsed into a PluginSpec the optimizer factory reads as train.optim_config",
+    "plugin_modules": "imported by validate_config so their plugins register",
+    "profile_export_type": "checked against the profiler's export formats (config/profiling_rules.py)",
+}
+# Accepted, but only at a value that changes nothing (any other value is refused), or always-on behaviour.
+INERT = {
     "dataloader_type": "only 'single' exists (choices), which is how the batcher reads",
-    "eval_accumulation_steps": "evaluation moves each batch's outputs to the CPU at once, the most frugal setting",
+    "label_names": "only None or ['labels'] is accepted (config/unsupported.py): batches carry 'labels'",
 }
 
 
-def engine_source() -> str:
-    parts = []
+def reads(tree: ast.AST) -> set[str]:
+    """Names read in `tree`: attribute loads (not on an imported module) and `.get("n")` / `getattr(x, "n")`."""
+    modules = {
+        (alias.asname or alias.name).split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+    }
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
+            if not (isinstance(node.value, ast.Name) and node.value.id in modules):
+                found.add(node.attr)
+        elif isinstance(node, ast.Call):
+            func, args = node.func, node.args
+            if isinstance(func, ast.Attribute) and func.attr == "get" and args:
+                found.update(_constant(args[0]))
+            elif isinstance(func, ast.Name) and func.id == "getattr" and len(args) >= 2:
+                found.update(_constant(args[1]))
+    return found
+
+
+def _constant(node: ast.AST) -> set[str]:
+    return {node.value} if isinstance(node, ast.Constant) and isinstance(node.value, str) else set()
+
+
+@cache
+def reads_by_layer() -> tuple[frozenset[str], frozenset[str]]:
+    """(names read by engine code outside config/, names read inside config/)."""
+    engine: set[str] = set()
+    config: set[str] = set()
     for path in PACKAGE.rglob("*.py"):
-        rel = path.relative_to(PACKAGE).parts
-        if rel[0] == "config" and (rel[1] in DECLARING):
-            continue
-        parts.append(path.read_text(encoding="utf-8"))
-    return "\n".join(parts)
+        found = reads(ast.parse(path.read_text(encoding="utf-8")))
+        (config if path.relative_to(PACKAGE).parts[0] == CONFIG else engine).update(found)
+    return frozenset(engine), frozenset(config)
 
 
-def test_every_argument_is_used_refused_or_obsolete():
-    source = engine_source()
+def test_reads_ignore_docstrings_comments_and_messages():
+    source = '''
+"""Uses warmup_steps."""
+import torch
+from tunesmith.utils import dist_env
+def f(cfg, train):
+    # reads seed
+    name = "logging_steps"
+    rank = dist_env.local_rank()
+    raise ValueError(f"{cfg.where('save_steps')}: bad max_steps {torch.bfloat16}")
+def g(cfg, train):
+    return cfg.train.learning_rate, cfg.get("weight_decay"), getattr(train, "adam_beta1", None)
+'''
+    found = reads(ast.parse(source))
+    assert {"learning_rate", "weight_decay", "adam_beta1"} <= found
+    assert not found & {"warmup_steps", "seed", "logging_steps", "save_steps", "max_steps", "local_rank"}
+
+
+def test_every_argument_is_read_refused_obsolete_or_listed():
+    engine, _ = reads_by_layer()
     unused = [
         name
         for name, entry in fields_by_name().items()
-        if not entry.info.obsolete and name not in ALWAYS and not re.search(rf"\b{re.escape(name)}\b", source)
+        if name not in engine
+        and name not in REFUSED
+        and not entry.info.obsolete
+        and name not in ACT_THROUGH_CONFIG
+        and name not in INERT
     ]
     assert unused == []
+
+
+def test_the_lists_stay_honest():
+    """A listed name exists, is not also refused/obsolete, and is not read by an engine (then drop it from the
+    list); one acting through the config is really read there."""
+    fields = fields_by_name()
+    engine, config = reads_by_layer()
+    for name in [*ACT_THROUGH_CONFIG, *INERT]:
+        assert name in fields, name
+        assert name not in REFUSED and not fields[name].info.obsolete, name
+        assert name not in engine, f"{name} is read by an engine now: remove it from the list"
+    assert not set(ACT_THROUGH_CONFIG) & set(INERT)
+    assert set(ACT_THROUGH_CONFIG) <= config
+    assert all(name in fields for name in REFUSED)
