@@ -85,10 +85,14 @@ class Trainer:
         per_token_loss: bool = True,
         sync_group: Any = None,
         engine: UpdateFactory | None = None,
+        loss_fn: Any = None,
     ) -> None:
         self.args, self.batcher = args, batcher
         self.device = next(model.parameters()).device
-        self.loss_fn = CausalLMLoss(
+        # `loss_fn(model, micro_batch) -> (summed loss, aux)`; a stage's objective (train/losses) may also define
+        # `units(micro_batch)` (what the step's loss is divided by: pairs, examples; default label tokens) and
+        # `step_metrics(sync_group)` (metrics averaged over the step's units, logged as window means)
+        self.loss_fn = loss_fn or CausalLMLoss(
             args.label_smoothing_factor, args.chunk_loss_size, _aux_coef(model, aux_loss_coef)
         )
         self.reporter = reporter if reporter is not None else JsonlLog(args.output_dir)
@@ -195,9 +199,9 @@ class Trainer:
         """Forward/backward every micro-batch of one optimizer step, then clip, update, schedule and log."""
         self.model.train()
         group = [{k: v.to(self.device) for k, v in mb.items()} for mb in group]
-        tokens = self._global_tokens(group)
+        tokens, units = self._global_tokens(group)
         tick = time.perf_counter()
-        loss = self._accumulate(group, tokens)
+        loss = self._accumulate(group, units)
         lr = self.scheduler.get_last_lr()[0]
         grad_norm, finite = self.update.step(math.isfinite(loss))
         scaled = self.update.dynamic_loss_scale  # fp16: the scaler itself skips steps with inf/nan gradients
@@ -214,6 +218,8 @@ class Trainer:
             "tokens_per_second": tokens / max(time.perf_counter() - tick, 1e-9),
             "elapsed_s": round(time.perf_counter() - self._start, 3),
         }
+        if hasattr(self.loss_fn, "step_metrics"):
+            metrics.update(self.loss_fn.step_metrics(self.sync_group))
         # fp16: an overflowing gradient with a finite loss is the scaler's business (it lowers the scale), not bad
         self._after_step(
             metrics, skipped=not finite, bad=not math.isfinite(loss) or (not finite and not scaled)
@@ -221,13 +227,20 @@ class Trainer:
         return metrics
 
     # --- loss and gradients ---------------------------------------------------------------------------------------
-    def _global_tokens(self, group: list[Batch]) -> int:
-        count = sum(valid_tokens(mb["labels"]) for mb in group)
+    def _units(self, mb: Batch) -> torch.Tensor:
+        units = getattr(self.loss_fn, "units", None)
+        return units(mb) if units is not None else valid_tokens(mb["labels"])
+
+    def _global_tokens(self, group: list[Batch]) -> tuple[int, int]:
+        """(label tokens, loss units) of the step; both summed over data-parallel ranks when
+        `average_tokens_across_devices`. The units are the label tokens unless the loss counts its own."""
+        count = torch.stack(
+            [sum(valid_tokens(mb["labels"]) for mb in group), sum(self._units(mb) for mb in group)]
+        )
         on, world = self._data_world()
         if on and self.args.average_tokens_across_devices:
-            count = count.clone()
             torch.distributed.all_reduce(count, group=self.sync_group)
-        return int(count)
+        return int(count[0]), int(count[1])
 
     def _accumulate(self, group: list[Batch], tokens: int) -> float:
         while True:
@@ -257,9 +270,7 @@ class Trainer:
             with self.update.sync(last=i == len(pieces) - 1):
                 with self.precision.autocast():
                     ce, aux = self.loss_fn(self.model, piece)
-                denominator = (
-                    tokens if self.per_token_loss else valid_tokens(piece["labels"]).item() * len(pieces)
-                )
+                denominator = tokens if self.per_token_loss else self._units(piece).item() * len(pieces)
                 loss = ce * (scale / max(denominator, 1)) + aux / len(pieces)
                 self.update.backward(loss)
             total += loss.detach()
@@ -314,12 +325,18 @@ class Trainer:
         row = {
             **metrics,
             "loss": sum(losses) / len(losses),
+            **{k: sum(m[k] for m in window) / len(window) for k in self._window_means(metrics)},
             "tokens": sum(m["tokens"] for m in window),
             "tokens_per_second": sum(m["tokens"] for m in window)
             / sum(m["tokens"] / m["tokens_per_second"] for m in window),
         }
         self.state.log_history.append({"step": self.state.global_step, **row})
         self.reporter.log(row, self.state.global_step)
+
+    def _window_means(self, metrics: dict[str, Any]) -> list[str]:
+        """The loss's own metrics (rewards/..., logps/...), logged as means over the logging window."""
+        names = getattr(self.loss_fn, "metric_names", ())
+        return [k for k in names if k in metrics]
 
     def _should_log(self) -> bool:
         epoch_end = self.state.micro_batches_done == self.epoch_length
