@@ -134,6 +134,12 @@ class ModelArguments:
         sources="004",
         default_note="ms-swift's default; LLaMA-Factory's lora_target 'all' means the same.",
     )
+    adapter_name_or_path: list[str] | None = arg(
+        None,
+        "Saved LoRA adapter folder(s) to load onto the base (comma-separated or a list): all but the last are merged "
+        "in order, the last stays the active adapter.",
+        aliases=("adapters",),
+    )
     use_dora: bool = arg(False, "Use weight-decomposed LoRA (DoRA).")
     use_rslora: bool = arg(False, "Use rank-stabilised LoRA scaling (alpha / sqrt(rank)).")
     modules_to_save: list[str] | None = arg(
