@@ -255,6 +255,16 @@ def _openai(row: dict, columns: dict[str, str], tags: dict, where: _Where) -> tu
     return messages, system, _tools(row, columns, where)
 
 
+def row_converter(formatting: str) -> Callable[..., tuple[list[dict], str, str]]:
+    """The function turning one raw row of `formatting` into (messages, system, tools) (see make_converter)."""
+    return {"alpaca": _alpaca, "sharegpt": _sharegpt, "openai": _openai}[formatting]
+
+
+def where_of(spec: DatasetSpec, index: int) -> _Where:
+    """Names row `index` of `spec` in error messages (`.label`) and builds DataErrors for a field."""
+    return _Where(spec, index)
+
+
 def _field(turn: Any, key: str, field: str, where: _Where) -> Any:
     if not isinstance(turn, dict) or turn.get(key) is None:
         raise where(

@@ -18,6 +18,13 @@ from tunesmith.data import cache
 from tunesmith.data.formats import check_columns, detect_format, make_converter
 from tunesmith.data.loaders import first_row, load_raw
 from tunesmith.data.mixing import AnyDataset, merge, sample, split_dataset
+from tunesmith.data.pairwise import make_pair_processor
+from tunesmith.data.preference_formats import (
+    PREFERENCE_STAGES,
+    check_preference_columns,
+    detect_preference_format,
+    make_preference_converter,
+)
 from tunesmith.data.registry import DatasetSpec, resolve_datasets
 from tunesmith.data.render import build_renderer
 from tunesmith.data.tokenize import IGNORE_INDEX, make_pt_processor, make_sft_processor, pretrain_eos_id
@@ -25,7 +32,7 @@ from tunesmith.utils import dist_env
 from tunesmith.utils.errors import ConfigError, DataError
 
 logger = logging.getLogger("tunesmith")
-STAGES = ("pt", "sft")
+STAGES = ("pt", "sft", *PREFERENCE_STAGES)
 
 
 @dataclasses.dataclass
@@ -96,8 +103,8 @@ class _Job:
         self.stage = getattr(train, "stage", "sft") or "sft"
         if self.stage not in STAGES:
             raise ConfigError(f"stage: the data pipeline prepares {', '.join(STAGES)}, not {self.stage!r}")
-        data_seed = getattr(train, "data_seed", None)
-        self.seed = data_seed if data_seed is not None else getattr(train, "seed", 42)
+        # the split, mixing and sampling follow `seed` (as HF and LLaMA-Factory); data_seed orders the batches only
+        self.seed = getattr(train, "seed", 42)
         self.shuffle = not getattr(train, "disable_shuffling", False)
         self.specs = {
             "train": resolve_datasets(data.dataset, data.dataset_dir, "dataset"),
@@ -114,7 +121,10 @@ class _Job:
             self.fingerprint = f"pt:{data.template}:{concatenate}"
         else:
             renderer = build_renderer(data, tokenizer)
-            self.processor = make_sft_processor(renderer, tokenizer, data)
+            if self.stage in ("dpo", "rm"):
+                self.processor = make_pair_processor(renderer, tokenizer, data)
+            else:
+                self.processor = make_sft_processor(renderer, tokenizer, data)
             self.fingerprint = renderer.fingerprint
         self.dropped: dict[str, int] = {}
         self.eval_names: list[str] = []
@@ -159,12 +169,13 @@ class _Job:
         )
         first = first_row(raw, spec)
         columns = list(first)
+        preference = self.stage in PREFERENCE_STAGES
         if spec.auto_format:
-            detect_format(spec, columns, first, self.stage)
-        check_columns(spec, columns, self.stage)
+            (detect_preference_format if preference else detect_format)(spec, columns, first, self.stage)
+        (check_preference_columns if preference else check_columns)(spec, columns, self.stage)
         raw = sample(raw, spec.num_samples, getattr(data, "max_samples", None), self.seed)
         return raw.map(
-            make_converter(spec, self.stage),
+            (make_preference_converter if preference else make_converter)(spec, self.stage),
             batched=True,
             with_indices=True,
             batch_size=data.preprocessing_batch_size,
@@ -182,7 +193,7 @@ class _Job:
             **self._map_kwargs(f"Tokenizing {name}"),
         )
         if before is not None:
-            self.dropped[name] = before - len(out) if self.stage == "sft" else 0
+            self.dropped[name] = before - len(out) if self.stage != "pt" else 0
             _check_kept(name, len(out), self.dropped[name], self.data.cutoff_len)
         return out
 

@@ -14,6 +14,8 @@ from tunesmith.utils.errors import ConfigError
 DATA_CONFIG = "dataset_info.json"
 FORMATTINGS = ("alpaca", "sharegpt", "openai", "text")
 COLUMN_KEYS = ("prompt", "query", "response", "history", "messages", "system", "tools", "text")
+# preference data: LLaMA-Factory's ranking columns and kto_tag, ms-swift's rejected answer / conversation
+PREFERENCE_KEYS = ("chosen", "rejected", "rejected_messages", "kto_tag")
 TAG_KEYS = (
     "role_tag",
     "content_tag",
@@ -55,6 +57,7 @@ class DatasetSpec:
     num_samples: int | None = None
     origin: str = ""  # where the spec was written, for error messages
     auto_format: bool = False  # formatting not given: detect it from the columns
+    ranking: bool = False  # preference pairs (chosen/rejected), for stages dpo and rm
 
 
 def resolve_datasets(value: Any, dataset_dir: str | None, field: str = "dataset") -> list[DatasetSpec]:
@@ -132,13 +135,11 @@ def spec_from_entry(name: str, entry: Any, base: Path, origin: str) -> DatasetSp
     unknown = sorted(set(entry) - set(SPEC_KEYS))
     if unknown:
         raise ConfigError(f"{origin}: unknown key(s) {unknown}; allowed: {', '.join(SPEC_KEYS)}")
-    if entry.get("ranking"):
-        raise ConfigError(f"{origin}: ranking (preference) datasets are reserved for a later stage (dpo/rm)")
     formatting = entry.get("formatting", "alpaca")
     if formatting not in FORMATTINGS:
         raise ConfigError(f"{origin}: unknown formatting {formatting!r}; allowed: {', '.join(FORMATTINGS)}")
     source, path = _location(entry, base, origin)
-    columns = _str_map(entry.get("columns", {}), COLUMN_KEYS, f"{origin} columns")
+    columns = _str_map(entry.get("columns", {}), COLUMN_KEYS + PREFERENCE_KEYS, f"{origin} columns")
     tags = _str_map(entry.get("tags", {}), TAG_KEYS, f"{origin} tags")
     return DatasetSpec(
         name=name,
@@ -152,6 +153,7 @@ def spec_from_entry(name: str, entry: Any, base: Path, origin: str) -> DatasetSp
         folder=entry.get("folder"),
         num_samples=entry.get("num_samples"),
         origin=origin,
+        ranking=bool(entry.get("ranking", False)),
     )
 
 
