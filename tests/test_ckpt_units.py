@@ -273,12 +273,17 @@ def test_save_only_model_and_pickled_weights(tmp_path):
 
 
 def test_output_dir_with_checkpoints_needs_resume_or_overwrite(tmp_path):
+    from tunesmith.recipes.output_dir import plan_output_dir
+
+    def cfg(out, *extra):
+        return load_config(None, ["model_name_or_path=builtin:tiny", f"output_dir={out}", *extra])
+
     (tmp_path / "checkpoint-3").mkdir()
     with pytest.raises(ConfigError, match="overwrite_output_dir"):
-        ckpt_find.check_output_dir(_args(tmp_path))
-    ckpt_find.check_output_dir(_args(tmp_path, "overwrite_output_dir=true"))
-    ckpt_find.check_output_dir(_args(tmp_path, "resume_from_checkpoint=auto"))
-    ckpt_find.check_output_dir(_args(tmp_path / "empty"))
+        plan_output_dir(cfg(tmp_path))
+    assert plan_output_dir(cfg(tmp_path, "overwrite_output_dir=true")).aside == [tmp_path / "checkpoint-3"]
+    assert plan_output_dir(cfg(tmp_path, "resume_from_checkpoint=auto")).resume is None
+    assert plan_output_dir(cfg(tmp_path / "empty")).aside == []
 
 
 def test_rng_capture_restore_round_trip_through_safe_load(tmp_path):
@@ -419,8 +424,8 @@ def test_ignore_data_skip_and_callback_state_restore(tmp_path):
         assert trainer.state.global_step == 3 and trainer.state.micro_batches_done == 0  # epoch restarts
 
 
-def test_prepare_output_dir_cuts_log_on_resume_and_clears_on_overwrite(tmp_path):
-    from tunesmith.recipes.lifecycle import prepare_output_dir
+def test_output_dir_plan_cuts_log_on_resume_and_moves_aside_on_overwrite(tmp_path):
+    from tunesmith.recipes.output_dir import claim_output_dir, plan_output_dir
 
     trainer = _trainer(_args(tmp_path, "max_steps=4", "save_steps=2"))
     trainer.train()
@@ -431,7 +436,14 @@ def test_prepare_output_dir_cuts_log_on_resume_and_clears_on_overwrite(tmp_path)
         return load_config(None, ["model_name_or_path=builtin:tiny", f"output_dir={tmp_path}", *extra])
 
     (tmp_path / "checkpoint-4" / ckpt_find.MARKER).unlink()  # killed before step 4's checkpoint completed
-    assert prepare_output_dir(cfg("resume_from_checkpoint=auto")) == tmp_path / "checkpoint-2"
+    plan = plan_output_dir(cfg("resume_from_checkpoint=auto"))
+    assert plan.resume == tmp_path / "checkpoint-2" and plan.aside == [tmp_path / "checkpoint-4"]
+    aside = claim_output_dir(plan)
     assert [json.loads(x)["step"] for x in log.read_text().splitlines()] == [1, 2]
-    assert prepare_output_dir(cfg("overwrite_output_dir=true")) is None
+    assert (aside / "checkpoint-4").is_dir()  # kept, not deleted
+    plan = plan_output_dir(cfg("overwrite_output_dir=true"))
+    assert plan.resume is None
+    second = claim_output_dir(plan)
     assert ckpt_find.checkpoints(tmp_path) == [] and not log.exists()
+    assert (second / "checkpoint-2" / ckpt_find.MARKER).is_file() and (second / "trainer_log.jsonl").is_file()
+    assert not (second / aside.name).exists() and (aside / "checkpoint-4").is_dir()  # earlier asides stay

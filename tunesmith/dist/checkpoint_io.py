@@ -19,6 +19,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 from torch.distributed.tensor import DTensor
 
+from tunesmith.dist.dcp_safe import SafeLoadPlanner, SafeReader, read_metadata
 from tunesmith.dist.expert_parallel import expert_modules, full_experts, global_expert
 from tunesmith.utils.errors import ConfigError
 
@@ -43,11 +44,18 @@ def load_sharded(
     if not (Path(path) / ".metadata").is_file():
         raise ConfigError(f"dcp_path: {path} is not a torch distributed checkpoint (no .metadata file)")
     state = _state(model, optimizer)
-    dcp.load(_global_experts(model, state), checkpoint_id=str(path), no_dist=not _distributed())
+    dcp.load(_global_experts(model, state), no_dist=not _distributed(), **safe_io(path))
     if optimizer is None:
         set_model_state_dict(model, state["model"])
     else:
         set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+
+
+def safe_io(path: str | os.PathLike) -> dict[str, Any]:
+    """`dcp.load` arguments that read `path` without unpickling anything but DCP's own metadata classes (the index
+    is checked here first, so a refused one is a one-line ConfigError rather than DCP's wrapped error)."""
+    read_metadata(Path(path) / ".metadata")
+    return {"checkpoint_id": str(path), "storage_reader": SafeReader(path), "planner": SafeLoadPlanner()}
 
 
 def _state(model: nn.Module, optimizer: torch.optim.Optimizer | None) -> dict[str, Any]:
@@ -114,6 +122,6 @@ def convert_dcp_to_hf(dcp_path: str | os.PathLike, model: nn.Module, output_dir:
     if not (Path(dcp_path) / ".metadata").is_file():
         raise ConfigError(f"{dcp_path}: not a torch distributed checkpoint (no .metadata file)")
     state = {"model": model.state_dict()}
-    dcp.load(state, checkpoint_id=str(dcp_path), no_dist=True)
+    dcp.load(state, no_dist=True, **safe_io(dcp_path))
     model.load_state_dict(state["model"])
     model.save_pretrained(str(output_dir))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -14,12 +15,8 @@ from tunesmith.data.batching import build_batcher
 from tunesmith.data.pipeline import build_datasets
 from tunesmith.model import load_model, load_tokenizer, prepare_for_training
 from tunesmith.recipes import distributed
-from tunesmith.recipes.lifecycle import (
-    lifecycle_callbacks,
-    predict_after_training,
-    prepare_output_dir,
-    resume,
-)
+from tunesmith.recipes.lifecycle import lifecycle_callbacks, predict_after_training, resume
+from tunesmith.recipes.output_dir import OutputPlan, claim_output_dir, plan_output_dir
 from tunesmith.report import build_reporter, plot_run
 from tunesmith.train.callbacks import SaveOnAbort
 from tunesmith.train.model_setup import seed_everything
@@ -29,6 +26,7 @@ from tunesmith.train.trainer import Trainer, TrainState
 from tunesmith.utils import dist_env
 from tunesmith.utils.errors import ConfigError
 from tunesmith.utils.logging import setup_logging
+from tunesmith.utils.runlock import RunLock
 
 logger = logging.getLogger("tunesmith")
 
@@ -49,16 +47,18 @@ def run_stage(cfg: TunesmithConfig, stage: str) -> TrainState:
     if cfg.train.stage != stage:
         raise ConfigError(f"stage: the {stage} recipe was asked to run stage {cfg.train.stage!r}")
     setup_logging(cfg, dist_env.rank(), dist_env.local_rank())
-    resume_path = prepare_output_dir(cfg)
-    seed_everything(cfg.train)
-    run = distributed.start(cfg)
-    try:
-        return _train(cfg, run, resume_path)
-    finally:
-        run.close()
+    lock = RunLock(cfg.train.output_dir) if dist_env.rank() == 0 else contextlib.nullcontext()
+    with lock:  # held until this process exits the run, however it exits
+        output = plan_output_dir(cfg)
+        seed_everything(cfg.train)
+        run = distributed.start(cfg)
+        try:
+            return _train(cfg, run, output)
+        finally:
+            run.close()
 
 
-def _train(cfg: TunesmithConfig, run: distributed.DistRun, resume_path: Path | None) -> TrainState:
+def _train(cfg: TunesmithConfig, run: distributed.DistRun, output: OutputPlan) -> TrainState:
     tokenizer = load_tokenizer(cfg)
     with run.main_first():
         data = build_datasets(cfg, tokenizer)
@@ -74,6 +74,7 @@ def _train(cfg: TunesmithConfig, run: distributed.DistRun, resume_path: Path | N
     )
     output_dir = cfg.train.output_dir
     stop = StopRequest()
+    claim_output_dir(output)  # config, data and model are good: only now move an earlier run aside
     trainer = Trainer(
         model,
         cfg.train,
@@ -89,7 +90,7 @@ def _train(cfg: TunesmithConfig, run: distributed.DistRun, resume_path: Path | N
         sync_group=run.sync_group,
         engine=distributed.engine_update(run, cfg),
     )
-    resume(trainer, resume_path)
+    resume(trainer, output.resume)
     try:
         with stop_on_signals(stop):
             state = trainer.train()

@@ -1,17 +1,15 @@
-"""Run lifecycle around the trainer: output_dir checks, resume, evaluation, best model, early stopping, signals."""
+"""Run lifecycle around the trainer: resume, evaluation, best model, early stopping, predictions."""
 
 from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
 from tunesmith.config import TunesmithConfig
 from tunesmith.train.best_model import early_stopping_from
 from tunesmith.train.callbacks import Callback
-from tunesmith.train.checkpoint_find import check_output_dir, checkpoints, read_state, resolve_resume
 from tunesmith.train.checkpoint_load import load_checkpoint
 from tunesmith.train.control import EvalSaveControl
 from tunesmith.train.evaluation import Evaluator, load_hook
@@ -21,47 +19,6 @@ from tunesmith.train.trainer import Trainer
 from tunesmith.utils import dist_env
 
 logger = logging.getLogger("tunesmith")
-LOG_FILE = "trainer_log.jsonl"
-
-
-def prepare_output_dir(cfg: TunesmithConfig) -> Path | None:
-    """Check `output_dir` (overwrite_output_dir), pick the checkpoint to resume from and drop the log lines the
-    killed run wrote after it (they are trained again). Call before the reporter opens its files."""
-    args = cfg.train
-    check_output_dir(args)
-    path = resolve_resume(args)
-    if dist_env.rank() != 0:
-        return path
-    if path is not None:
-        truncate_log(Path(args.output_dir) / LOG_FILE, read_state(path)["global_step"])
-    elif args.overwrite_output_dir:
-        clear_previous_run(Path(args.output_dir))
-    return path
-
-
-def clear_previous_run(output_dir: Path) -> None:
-    """overwrite_output_dir on a fresh start: remove the previous run's checkpoints and step log, so that neither
-    rotation nor a later `resume_from_checkpoint: auto` mixes the two runs."""
-    old = [*checkpoints(output_dir), *output_dir.glob("checkpoint-*.tmp")]
-    for folder in old:
-        shutil.rmtree(folder)
-    (output_dir / LOG_FILE).unlink(missing_ok=True)
-    if old:
-        logger.info(
-            "overwrite_output_dir: removed %d checkpoints of the previous run in %s", len(old), output_dir
-        )
-
-
-def truncate_log(log: Path, step: int) -> None:
-    """Keep only the lines of `log` up to optimizer step `step`."""
-    if not log.is_file():
-        return
-    kept = [
-        line
-        for line in log.read_text().splitlines()
-        if line.strip() and json.loads(line).get("step", 0) <= step
-    ]
-    log.write_text("".join(line + "\n" for line in kept))
 
 
 def lifecycle_callbacks(
@@ -70,14 +27,18 @@ def lifecycle_callbacks(
     """Evaluation/checkpoint control and, when asked, early stopping."""
     args = cfg.train
     evaluator = None
-    if eval_sets and args.eval_strategy != "no" and args.do_eval is not False:
+    wanted = (
+        args.eval_strategy != "no" or args.do_eval
+    )  # do_eval alone: evaluate at the end, as HF scripts do
+    if eval_sets and wanted and args.do_eval is not False:
         sets = {name: ds.select_columns(["input_ids", "labels"]) for name, ds in eval_sets.items()}
         hook = load_hook(args.compute_metrics) if args.compute_metrics else None
         evaluator = Evaluator(sets, args, _pad_id(tokenizer), compute_metrics=hook)
-    elif args.eval_strategy != "no":
+    elif wanted and args.do_eval is not False:
         logger.warning(
-            "eval_strategy %s but no evaluation data (eval_dataset or val_size): no evaluation",
+            "eval_strategy %s / do_eval %s but no evaluation data (eval_dataset or val_size): no evaluation",
             args.eval_strategy,
+            args.do_eval,
         )
     layout = (dist_env.rank(), dist_env.local_rank(), dist_env.world_size())
     callbacks: list[Callback] = [EvalSaveControl(args, evaluator, stop, *layout)]

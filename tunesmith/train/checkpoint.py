@@ -5,8 +5,8 @@ completion marker last, rename), the sync or background saver, and rotation. Fin
 A checkpoint `checkpoint-<step>/` holds `model.safetensors` (every weight; only the trainable ones when part of
 the model is frozen, e.g. LoRA), `optimizer.pt`, `scheduler.pt`, `scaler.pt` (fp16), `rng_state_<rank>.pth`,
 `data_state_<rank>.json` (batcher position), `trainer_state.json` and, written last, `COMPLETE` (the list of files
-and their sizes). It is written as `checkpoint-<step>.tmp` and renamed only once complete, so a kill during the
-write never leaves a visible half checkpoint.
+with their sizes and BLAKE2b checksums, verified before resuming). It is written as `checkpoint-<step>.tmp` and
+renamed only once complete, so a kill during the write never leaves a visible half checkpoint.
 
 A sharded model (FSDP2 / tensor parallel: DTensor parameters) stores model and optimizer instead in `dcp/`, a torch
 distributed checkpoint every rank writes its shards to; it resumes on any number of ranks. Resuming on a different
@@ -35,6 +35,7 @@ from tunesmith.dist.checkpoint_io import is_sharded, save_sharded
 from tunesmith.train import rng
 from tunesmith.train.checkpoint_find import MARKER, PREFIX, STATE_FILE, checkpoints, problem
 from tunesmith.train.loss import unwrap
+from tunesmith.utils.hashing import ALGORITHM, file_digest
 
 if TYPE_CHECKING:
     from tunesmith.train.trainer import Trainer
@@ -111,6 +112,7 @@ def trainer_state_dict(trainer: Trainer) -> dict[str, Any]:
         "epoch_index": s.epoch_index,
         "micro_batches_done": s.micro_batches_done,
         "tokens_seen": s.tokens_seen,
+        "num_input_tokens_seen": s.input_tokens_seen,
         "bad_steps": s.bad_steps,
         "max_steps": trainer.plan.max_steps,
         "num_train_epochs": trainer.plan.num_train_epochs,
@@ -183,10 +185,12 @@ def _jsonable(value: Any) -> Any:
 
 def _write_marker(folder: Path) -> None:
     files = {
-        p.relative_to(folder).as_posix(): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()
+        p.relative_to(folder).as_posix(): {"size": p.stat().st_size, ALGORITHM: file_digest(p)}
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
     }
     with (folder / MARKER).open("w") as f:
-        json.dump(files, f)
+        json.dump({"files": files}, f)
         f.flush()
         os.fsync(f.fileno())
 

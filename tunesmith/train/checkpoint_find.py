@@ -1,5 +1,5 @@
 """Finding and validating checkpoints: the `checkpoint-<step>` folders of an output_dir, whether one is complete
-(its `COMPLETE` marker lists every file and size), which one to resume from, and its `trainer_state.json`."""
+(its `COMPLETE` marker lists every file, its size and checksum), which one to resume from, and its `trainer_state.json`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.utils.errors import ConfigError
+from tunesmith.utils.hashing import ALGORITHM, file_digest
 
 logger = logging.getLogger("tunesmith")
 MARKER = "COMPLETE"
@@ -27,27 +28,38 @@ def checkpoints(output_dir: str | Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def problem(path: Path) -> str | None:
-    """Why `path` is not a complete checkpoint, or None when it is."""
+def problem(path: Path, checksums: bool = False) -> str | None:
+    """Why `path` is not a complete checkpoint, or None when it is: the `COMPLETE` marker lists every file with
+    its size and checksum; sizes are always compared, checksums with `checksums` (before resuming)."""
     marker = path / MARKER
     if not marker.is_file():
         return f"no {MARKER} marker (the write did not finish)"
     try:
-        files = json.loads(marker.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        files = marker_files(json.loads(marker.read_text()))
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, TypeError, ValueError):
         return f"its {MARKER} marker is unreadable"
-    for name, size in files.items():
+    for name, (size, digest) in files.items():
         file = path / name
         if not file.is_file() or file.stat().st_size != size:
             return f"{name} is missing or has the wrong size (corrupt)"
+        if checksums and digest is not None and file_digest(file) != digest:
+            return f"{name} does not match its checksum (corrupt)"
     return None
 
 
+def marker_files(marker: Any) -> dict[str, tuple[int, str | None]]:
+    """name -> (size, checksum) from a marker: `{"files": {name: {"size", "blake2b"}}}`, or the older
+    `{name: size}` (no checksums)."""
+    if "files" not in marker:
+        return {name: (int(size), None) for name, size in marker.items()}
+    return {name: (int(f["size"]), f.get(ALGORITHM)) for name, f in marker["files"].items()}
+
+
 def find_resume_checkpoint(output_dir: str | Path) -> Path | None:
-    """`resume_from_checkpoint: auto`: the newest complete checkpoint of `output_dir` (incomplete ones are skipped
-    with a warning), or None."""
+    """`resume_from_checkpoint: auto`: the newest checkpoint of `output_dir` that is complete and matches its
+    checksums (the others are skipped with a warning saying why), or None."""
     for path in reversed(checkpoints(output_dir)):
-        why = problem(path)
+        why = problem(path, checksums=True)
         if why is None:
             return path
         logger.warning("resume_from_checkpoint auto: skipping %s: %s", path, why)
@@ -69,7 +81,7 @@ def resolve_resume(args: Any) -> Path | None:
     path = Path(value)
     if not path.is_dir():
         raise ConfigError(f"resume_from_checkpoint: {path} is not a directory")
-    why = problem(path)
+    why = problem(path, checksums=True)
     if why is not None:
         raise ConfigError(
             f"resume_from_checkpoint: {path} is not a complete checkpoint ({why}); "
@@ -78,18 +90,12 @@ def resolve_resume(args: Any) -> Path | None:
     return path
 
 
-def check_output_dir(args: Any) -> None:
-    """Refuse to start a fresh run in an `output_dir` that holds checkpoints, unless `overwrite_output_dir`."""
-    if args.resume_from_checkpoint not in (None, "", False) or args.overwrite_output_dir:
-        return
-    found = checkpoints(args.output_dir)
-    if found:
-        raise ConfigError(
-            f"output_dir: {args.output_dir} already holds checkpoints ({found[-1].name}); set "
-            "resume_from_checkpoint: auto to continue that run, or overwrite_output_dir: true to start over"
-        )
-
-
 def read_state(path: str | Path) -> dict[str, Any]:
-    """The `trainer_state.json` of checkpoint `path`."""
-    return json.loads((Path(path) / STATE_FILE).read_text())
+    """The `trainer_state.json` of checkpoint `path` (a ConfigError when it is unreadable)."""
+    file = Path(path) / STATE_FILE
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(
+            f"resume_from_checkpoint: {file} is unreadable ({exc}); the checkpoint is corrupt"
+        ) from None
