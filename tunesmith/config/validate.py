@@ -19,6 +19,7 @@ from tunesmith.config.plugins import (
 )
 from tunesmith.config.profiling_rules import check_profiling
 from tunesmith.config.unsupported import check_unsupported
+from tunesmith.config.value_rules import check_values
 from tunesmith.utils import dist_env
 from tunesmith.utils.errors import ConfigError
 
@@ -303,6 +304,7 @@ RULES: list[Callable[[TunesmithConfig], None]] = [
     _loader_workers,
     _fsdp_modules,
     _interleave,
+    check_values,
     _split,
     _plugins,
     check_unsupported,
