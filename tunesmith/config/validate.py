@@ -304,9 +304,9 @@ RULES: list[Callable[[TunesmithConfig], None]] = [
     _loader_workers,
     _fsdp_modules,
     _interleave,
-    check_values,
     _split,
     _plugins,
     check_unsupported,
     check_profiling,
+    check_values,
 ]
