@@ -24,6 +24,8 @@ commands:
   convert CONFIG --dcp DIR --output DIR
                              turn a sharded (torch distributed) checkpoint into a Hugging Face model directory
   plot OUTPUT_DIR            loss / eval loss / lr PNGs (smoothed like TensorBoard) from trainer_log.jsonl
+  board [RUNS_DIR] [--host H --port N --token T]
+                             local web page: watch, compare, start and stop the runs under RUNS_DIR (outputs)
   args [--json]              every argument: name, aliases, type, default, help, spec sources
   version                    the tunesmith version
   env                        versions of the libraries and what this machine can use
@@ -186,6 +188,25 @@ def cmd_plot(config: str | None, overrides: list[str], options: dict[str, Any]) 
     return 0
 
 
+def cmd_board(config: str | None, overrides: list[str], options: dict[str, Any]) -> int:
+    """Serve the board for the runs under RUNS_DIR (default `outputs`) until interrupted."""
+    from tunesmith.board.server import DEFAULT_HOST, DEFAULT_PORT, serve
+
+    targets = [config] if config else overrides
+    if len(targets) > 1:
+        raise TunesmithError("board takes one RUNS_DIR (the folder holding the runs' output_dirs)")
+    port = options.get("--port", str(DEFAULT_PORT))
+    if not port.isdigit():
+        raise TunesmithError(f"board: --port {port!r} is not a port number")
+    serve(
+        targets[0] if targets else "outputs",
+        options.get("--host", DEFAULT_HOST),
+        int(port),
+        options.get("--token"),
+    )
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
     "train": Command(cmd_train, {}, "train"),
     "sft": Command(lambda c, o, p: cmd_train(c, o, p, stage="sft"), {}, "train with stage=sft"),
@@ -194,6 +215,7 @@ COMMANDS: dict[str, Command] = {
     "data": Command(cmd_data, {"--export": True, "--limit": True}, "process and export the datasets"),
     "plan": Command(cmd_plan, {"--json": False, "--no-data": False}, "derived numbers"),
     "plot": Command(cmd_plot, {}, "plot a run's trainer_log.jsonl"),
+    "board": Command(cmd_board, {"--host": True, "--port": True, "--token": True}, "web page for runs"),
     "args": Command(cmd_args, {"--json": False}, "list arguments"),
     "version": Command(cmd_version, {}, "version"),
     "env": Command(cmd_env, {}, "environment"),
