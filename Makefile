@@ -8,7 +8,9 @@ TORCH := torch==2.13.0
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test install lint bench
+.PHONY: demo test install lint bench browser
+# The board's browser tests drive Debian's chromium (never a downloaded browser): installed when missing, if apt can.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,12 +18,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[all]" $(TORCH)
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) browser
+
+browser:
+	@command -v chromium >/dev/null 2>&1 || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium) \
+		|| echo "chromium could not be installed: the board's browser tests will be skipped"
 
 demo: $(STAMP)
 	$(BIN)/tunesmith train examples/quickstart.yaml
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
