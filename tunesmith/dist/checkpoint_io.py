@@ -119,9 +119,14 @@ def export_hf(model: nn.Module, output_dir: str | os.PathLike, *, is_main: bool 
 def convert_dcp_to_hf(dcp_path: str | os.PathLike, model: nn.Module, output_dir: str | os.PathLike) -> None:
     """Offline conversion (one process): load the model part of a sharded checkpoint into `model` (built on CPU from
     the same config) and write it as a `transformers` model directory."""
+    load_dcp_model(dcp_path, model)
+    model.save_pretrained(str(output_dir))
+
+
+def load_dcp_model(dcp_path: str | os.PathLike, model: nn.Module) -> None:
+    """Load the model part of a sharded checkpoint into `model` (one process, built on CPU from the same config)."""
     if not (Path(dcp_path) / ".metadata").is_file():
         raise ConfigError(f"{dcp_path}: not a torch distributed checkpoint (no .metadata file)")
     state = {"model": model.state_dict()}
     dcp.load(state, no_dist=True, **safe_io(dcp_path))
     model.load_state_dict(state["model"])
-    model.save_pretrained(str(output_dir))
