@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from tunesmith.config import TunesmithConfig
 from tunesmith.config.serialize import save_config
@@ -42,7 +45,20 @@ def reporter_for(cfg: TunesmithConfig) -> Any:
     return build_reporter(cfg, cfg.train.output_dir, is_main=dist_env.rank() == 0)
 
 
-def run_stage(cfg: TunesmithConfig, stage: str) -> TrainState:
+@dataclasses.dataclass
+class StageParts:
+    """What a stage changes in the shared wiring; the defaults are the causal-LM ones of sft and pt.
+
+    `objective(cfg, model)` gets the wrapped model and returns the trainer's loss (None: token cross-entropy);
+    `evaluator(cfg, eval_sets, tokenizer, objective)` returns an object with `evaluate(model) -> metrics`."""
+
+    load_model: Callable[[TunesmithConfig, Any], nn.Module] = load_model
+    build_batcher: Callable[..., Any] = build_batcher
+    objective: Callable[[TunesmithConfig, nn.Module], Any] | None = None
+    evaluator: Callable[[TunesmithConfig, dict[str, Any], Any, Any], Any] | None = None
+
+
+def run_stage(cfg: TunesmithConfig, stage: str, parts: StageParts | None = None) -> TrainState:
     """Train `cfg` as stage `stage` in this process and save the model, tokenizer and resolved config."""
     if cfg.train.stage != stage:
         raise ConfigError(f"stage: the {stage} recipe was asked to run stage {cfg.train.stage!r}")
@@ -53,16 +69,18 @@ def run_stage(cfg: TunesmithConfig, stage: str) -> TrainState:
         seed_everything(cfg.train)
         run = distributed.start(cfg)
         try:
-            return _train(cfg, run, output)
+            return _train(cfg, run, output, parts or StageParts())
         finally:
             run.close()
 
 
-def _train(cfg: TunesmithConfig, run: distributed.DistRun, output: OutputPlan) -> TrainState:
+def _train(
+    cfg: TunesmithConfig, run: distributed.DistRun, output: OutputPlan, parts: StageParts
+) -> TrainState:
     tokenizer = load_tokenizer(cfg)
     with run.main_first():
         data = build_datasets(cfg, tokenizer)
-    model = prepare_for_training(load_model(cfg, tokenizer), cfg)
+    model = prepare_for_training(parts.load_model(cfg, tokenizer), cfg)
     on_meta = any(p.is_meta for p in model.parameters())  # init_model_with_meta_device: filled after sharding
     if torch.cuda.is_available() and not (
         cfg.train.use_cpu or getattr(model, "is_quantized", False) or on_meta
@@ -70,8 +88,14 @@ def _train(cfg: TunesmithConfig, run: distributed.DistRun, output: OutputPlan) -
         model.to("cuda")
     run, model = distributed.wrap(run, model, cfg)
     batcher = distributed.sequence_slices(
-        run, build_batcher(cfg, data.train, tokenizer, rank=run.dp_rank, world_size=run.dp_size), tokenizer
+        run,
+        parts.build_batcher(cfg, data.train, tokenizer, rank=run.dp_rank, world_size=run.dp_size),
+        tokenizer,
     )
+    objective = parts.objective(cfg, model) if parts.objective is not None else None
+    make_evaluator = None
+    if parts.evaluator is not None:
+        make_evaluator = lambda sets: parts.evaluator(cfg, sets, tokenizer, objective)  # noqa: E731
     output_dir = cfg.train.output_dir
     stop = StopRequest()
     claim_output_dir(output)  # config, data and model are good: only now move an earlier run aside
@@ -84,11 +108,12 @@ def _train(cfg: TunesmithConfig, run: distributed.DistRun, output: OutputPlan) -
         callbacks=[
             SaveOnAbort(tokenizer, output_dir, save=lambda m, tok, path: run.save_output(m, tok, cfg, path)),
             *[c for c in (build_profiler(cfg),) if c is not None],
-            *lifecycle_callbacks(cfg, data.eval, tokenizer, stop),
+            *lifecycle_callbacks(cfg, data.eval, tokenizer, stop, make_evaluator),
         ],
         per_token_loss=per_token_loss(cfg),
         sync_group=run.sync_group,
         engine=distributed.engine_update(run, cfg),
+        loss_fn=objective,
     )
     resume(trainer, output.resume)
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +23,22 @@ logger = logging.getLogger("tunesmith")
 
 
 def lifecycle_callbacks(
-    cfg: TunesmithConfig, eval_sets: dict[str, Any], tokenizer: Any, stop: StopRequest | None
+    cfg: TunesmithConfig,
+    eval_sets: dict[str, Any],
+    tokenizer: Any,
+    stop: StopRequest | None,
+    make_evaluator: Callable[[dict[str, Any]], Any] | None = None,
 ) -> list[Callback]:
-    """Evaluation/checkpoint control and, when asked, early stopping."""
+    """Evaluation/checkpoint control and, when asked, early stopping; `make_evaluator(eval_sets)` replaces the
+    token-loss evaluator (a preference stage's)."""
     args = cfg.train
     evaluator = None
     wanted = (
         args.eval_strategy != "no" or args.do_eval
     )  # do_eval alone: evaluate at the end, as HF scripts do
-    if eval_sets and wanted and args.do_eval is not False:
+    if eval_sets and wanted and args.do_eval is not False and make_evaluator is not None:
+        evaluator = make_evaluator(eval_sets)
+    elif eval_sets and wanted and args.do_eval is not False:
         sets = {name: ds.select_columns(["input_ids", "labels"]) for name, ds in eval_sets.items()}
         hook = load_hook(args.compute_metrics) if args.compute_metrics else None
         evaluator = Evaluator(sets, args, _pad_id(tokenizer), compute_metrics=hook)

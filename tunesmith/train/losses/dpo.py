@@ -1,0 +1,224 @@
+"""Pairwise preference losses (stage dpo): DPO sigmoid (with label smoothing), robust, hinge, IPO, BCO pair,
+TRL's sft term, and the reference-free ORPO and SimPO; one loss or a weighted list (`pref_loss`, `loss_weights`).
+
+Formulas follow TRL 1.16's DPOTrainer (sigmoid, robust, hinge, ipo, bco_pair, sft) and LLaMA-Factory's trainer
+(orpo, simpo on per-token average log-probabilities; `pref_ftx` adds the average NLL of the chosen answer).
+Every loss is per pair; the trainer sums them over the step's micro-batches and divides once by the step's pairs
+(over data-parallel ranks), so gradient accumulation equals one big batch. Metrics are those TRL logs:
+rewards/{chosen,rejected,accuracies,margins}, logps/{chosen,rejected}.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from tunesmith.config.arguments.preference import PAIR_LOSSES
+from tunesmith.model.reference import adapters_disabled
+from tunesmith.train.losses.logps import SequenceLogps, run_logps
+from tunesmith.utils.errors import ConfigError
+
+REFERENCE_FREE = ("orpo", "simpo", "sft")
+PAIR_METRICS = (
+    "rewards/chosen",
+    "rewards/rejected",
+    "rewards/accuracies",
+    "rewards/margins",
+    "logps/chosen",
+    "logps/rejected",
+)
+
+
+def loss_spec(pref: Any) -> list[tuple[str, float]]:
+    """(loss, weight) pairs from `pref_loss` (a name or a list) and `loss_weights`."""
+    kinds = [pref.pref_loss] if isinstance(pref.pref_loss, str) else list(pref.pref_loss)
+    unknown = [k for k in kinds if k not in PAIR_LOSSES]
+    if not kinds or unknown:
+        raise ConfigError(f"pref_loss: unknown {unknown or kinds}; allowed: {', '.join(PAIR_LOSSES)}")
+    weights = pref.loss_weights if pref.loss_weights is not None else [1.0] * len(kinds)
+    if len(weights) != len(kinds):
+        raise ConfigError(f"loss_weights: {len(weights)} weight(s) for {len(kinds)} pref_loss entries")
+    return list(zip(kinds, [float(w) for w in weights], strict=True))
+
+
+def needs_reference(pref: Any) -> bool:
+    """False when every loss of `pref_loss` is reference-free (orpo, simpo, sft): no reference is loaded."""
+    return any(kind not in REFERENCE_FREE for kind, _ in loss_spec(pref))
+
+
+def reference_loss(
+    kind: str,
+    delta_chosen: torch.Tensor,
+    delta_rejected: torch.Tensor,
+    beta: float,
+    smoothing: float = 0.0,
+    lengths: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Per-pair loss of a reference-based kind from the log-ratios log pi/pi_ref of chosen and rejected."""
+    delta = delta_chosen - delta_rejected
+    if kind == "sigmoid":
+        return -(1 - smoothing) * F.logsigmoid(beta * delta) - smoothing * F.logsigmoid(-beta * delta)
+    if kind == "robust":
+        clean, flipped = (
+            -(1 - smoothing) * F.logsigmoid(beta * delta),
+            -smoothing * F.logsigmoid(-beta * delta),
+        )
+        return (clean - flipped) / (1 - 2 * smoothing)
+    if kind == "hinge":
+        return torch.relu(1 - beta * delta)
+    if kind == "ipo":  # per-token averages (TRL and LLaMA-Factory), (Eq. 17 of the IPO paper)
+        c_len, r_len = (n.clamp(min=1) for n in lengths)
+        return (delta_chosen / c_len - delta_rejected / r_len - 1 / (2 * beta)) ** 2
+    if kind == "bco_pair":
+        return -F.logsigmoid(beta * delta_chosen) - F.logsigmoid(-beta * delta_rejected)
+    raise ValueError(kind)
+
+
+def orpo_loss(chosen_mean: torch.Tensor, rejected_mean: torch.Tensor, beta: float) -> torch.Tensor:
+    """ORPO (Hong et al. 2024): NLL of the chosen answer + beta x -log sigmoid(log odds ratio), on per-token
+    average log-probabilities."""
+    log_odds = (chosen_mean - rejected_mean) - (
+        torch.log1p(-torch.exp(chosen_mean)) - torch.log1p(-torch.exp(rejected_mean))
+    )
+    return -chosen_mean - beta * F.logsigmoid(log_odds)
+
+
+def simpo_loss(
+    chosen_mean: torch.Tensor, rejected_mean: torch.Tensor, beta: float, gamma: float
+) -> torch.Tensor:
+    """SimPO (Meng et al. 2024): -log sigmoid(beta x (avg logp chosen - avg logp rejected) - gamma)."""
+    return -F.logsigmoid(beta * (chosen_mean - rejected_mean) - gamma)
+
+
+class MetricSums:
+    """Running sums of per-pair (per-example) metrics over a step, averaged over ranks and units on read."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+        self.sums: torch.Tensor | None = None
+
+    def add(self, values: dict[str, torch.Tensor], count: int) -> None:
+        """Add the sums over `count` units of each metric."""
+        row = torch.stack(
+            [values[n].detach().float().sum() for n in self.names]
+            + [values[self.names[0]].new_tensor(float(count))]
+        )
+        self.sums = row if self.sums is None else self.sums + row
+
+    def pop(self, sync_group: Any = None) -> dict[str, float]:
+        """Means since the last pop (summed over `sync_group`'s ranks first); {} when nothing was added."""
+        if self.sums is None:
+            return {}
+        sums, self.sums = self.sums, None
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(sums, group=sync_group)
+        count = max(float(sums[-1]), 1.0)
+        return {
+            name: float(value) / count for name, value in zip(self.names, sums[:-1].tolist(), strict=True)
+        }
+
+
+class PairObjective:
+    """The stage-dpo loss for the trainer: `(model, micro-batch) -> (sum of per-pair losses, aux)`.
+
+    `reference` is a frozen module, None with `adapter_reference` (the policy with adapters disabled), or None
+    for reference-free losses; precomputed `ref_chosen_logps` / `ref_rejected_logps` in the batch win."""
+
+    metric_names = PAIR_METRICS
+
+    def __init__(self, pref: Any, reference: torch.nn.Module | None, adapter_reference: bool = False) -> None:
+        self.spec = loss_spec(pref)
+        self.beta, self.smoothing = pref.pref_beta, pref.dpo_label_smoothing
+        self.gamma, self.ftx, self.ld_alpha = pref.simpo_gamma, pref.pref_ftx, pref.ld_alpha
+        self.with_reference = needs_reference(pref)
+        self.reference, self.adapter_reference = reference, adapter_reference
+        self.metrics = MetricSums(PAIR_METRICS)
+
+    def units(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Pairs in the micro-batch."""
+        return (batch["sequence_ids"].amax() + 1) // 2
+
+    def __call__(
+        self, model: torch.nn.Module, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        pairs = int(self.units(batch))
+        _, logps = run_logps(model, batch, 2 * pairs)
+        sums = self._sums(logps)
+        ref = self._reference_sums(model, batch, 2 * pairs) if self.with_reference else None
+        losses = self.pair_losses(logps, sums, ref)
+        self.metrics.add(self._metrics(logps, sums, ref), pairs)
+        return losses.sum(), losses.new_zeros(())
+
+    def pair_losses(self, logps: SequenceLogps, sums: torch.Tensor, ref: torch.Tensor | None) -> torch.Tensor:
+        """The weighted per-pair loss."""
+        chosen, rejected = sums.chunk(2)
+        c_mean, r_mean = logps.means.chunk(2)
+        total = torch.zeros_like(chosen)
+        for kind, weight in self.spec:
+            if kind == "orpo":
+                loss = orpo_loss(c_mean, r_mean, self.beta)
+            elif kind == "simpo":
+                loss = simpo_loss(c_mean, r_mean, self.beta, self.gamma)
+            elif kind == "sft":  # TRL: mean NLL over the chosen tokens of the micro-batch, for every pair
+                c_sum, c_tokens = logps.sums.chunk(2)[0], logps.tokens.chunk(2)[0]
+                loss = (-c_sum.sum() / c_tokens.sum().clamp(min=1)).expand_as(chosen)
+            else:
+                ref_c, ref_r = ref.chunk(2)
+                lengths = tuple(logps.tokens.chunk(2))
+                loss = reference_loss(
+                    kind, chosen - ref_c, rejected - ref_r, self.beta, self.smoothing, lengths
+                )
+            total = total + weight * loss
+        if self.ftx:
+            total = total - self.ftx * c_mean
+        return total
+
+    def step_metrics(self, sync_group: Any = None) -> dict[str, float]:
+        """rewards/* and logps/* averaged over the pairs since the last call."""
+        return self.metrics.pop(sync_group)
+
+    def _sums(self, logps: SequenceLogps) -> torch.Tensor:
+        return logps.sums if self.ld_alpha is None else logps.length_desensitized(self.ld_alpha)
+
+    def _reference_sums(
+        self, model: torch.nn.Module, batch: dict[str, torch.Tensor], count: int
+    ) -> torch.Tensor:
+        if "ref_chosen_logps" in batch:
+            return torch.cat([batch["ref_chosen_logps"], batch["ref_rejected_logps"]]).float()
+        return self._sums(reference_logps(model, self.reference, batch, count, self.adapter_reference))
+
+    def _metrics(
+        self, logps: SequenceLogps, sums: torch.Tensor, ref: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
+        # reference-free: LLaMA-Factory's beta x average log-probability
+        rewards = self.beta * ((sums - ref) if ref is not None else logps.means).detach()
+        chosen, rejected = rewards.chunk(2)
+        c_logps, r_logps = sums.detach().chunk(2)
+        return {
+            "rewards/chosen": chosen,
+            "rewards/rejected": rejected,
+            "rewards/accuracies": (chosen > rejected).float(),
+            "rewards/margins": chosen - rejected,
+            "logps/chosen": c_logps,
+            "logps/rejected": r_logps,
+        }
+
+
+def reference_logps(
+    model: torch.nn.Module,
+    reference: torch.nn.Module | None,
+    batch: dict[str, torch.Tensor],
+    count: int,
+    adapter_reference: bool,
+    prefix: str = "",
+) -> SequenceLogps:
+    """Log-probabilities under the reference: `reference`, or the policy with its adapters disabled."""
+    with torch.no_grad():
+        if reference is not None:
+            return run_logps(reference, batch, count, prefix)[1]
+        if not adapter_reference:
+            raise RuntimeError("a reference-based loss needs a reference model")
+        with adapters_disabled(model):
+            return run_logps(getattr(model, "module", model), batch, count, prefix)[1]
