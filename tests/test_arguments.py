@@ -212,7 +212,7 @@ DECISIONS = [
     Decision("eval_strategy", "no", ("evaluation_strategy",), ("no", "steps", "epoch")),
     Decision("logging_strategy", "steps"),
     Decision("output_dir", "trainer_output", noted=True),
-    Decision("report_to", "all"),
+    Decision("report_to", "none", noted=True),  # transformers 5
     Decision("dataset_dir", "data", noted=True),
     Decision("save_hf_weights", True),
     Decision("seed", 42),

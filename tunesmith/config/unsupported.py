@@ -35,10 +35,6 @@ REFUSED: dict[str, str] = {
     "parallelism_config": "use tunesmith's tp_size, cp_size, fsdp_size and ep_size instead",
     "debug": "debug options are not implemented; non-finite losses and gradients are always detected and logged",
     "trackio_space_id": "Trackio is not a supported report_to backend; use tensorboard, wandb, swanlab or mlflow",
-    "eval_do_concat_batches": "compute_metrics always receives the whole eval set concatenated (or batch by batch "
-    "with batch_eval_metrics); keeping a list per batch is not implemented",
-    "eval_use_gather_object": "evaluation runs on the main process; gathering Python objects across ranks is not "
-    "needed and not implemented",
     "quant_recipe": _QUANT,
     "quant_format": _ONLY_WITH_QUANT,
     "quant_block_size": _ONLY_WITH_QUANT,

@@ -48,6 +48,8 @@ def _required(cfg: TunesmithConfig) -> None:
 def _precision(cfg: TunesmithConfig) -> None:
     if cfg.train.fp16 and cfg.train.bf16:
         raise _both(cfg, "fp16", "bf16", "choose one half-precision type")
+    if cfg.train.bf16_full_eval and cfg.train.fp16_full_eval:
+        raise _both(cfg, "bf16_full_eval", "fp16_full_eval", "choose one evaluation precision")
 
 
 def _streaming(cfg: TunesmithConfig) -> None:
@@ -130,24 +132,18 @@ def _not_multiple(save: float, every: float | None) -> bool:
 
 
 def _loader_workers(cfg: TunesmithConfig) -> None:
-    """HF's `dataloader_num_workers` x `dataloader_prefetch_factor` sets how many micro-batches the background
-    builder prepares ahead (tunesmith's `batching_workers`); 0 builds them in the training thread, as HF's 0 does."""
+    """HF's `dataloader_num_workers` is tunesmith's `batching_workers` (threads building micro-batches); 0 builds
+    them in the training thread, as HF's 0 does."""
     train = cfg.train
-    if train.dataloader_prefetch_factor is not None and not train.dataloader_num_workers:
+    if train.dataloader_prefetch_factor is not None and not train.batching_workers:
         raise ConfigError(
             f"{cfg.where('dataloader_prefetch_factor')}: only used with dataloader_num_workers > 0 (as in torch)"
         )
     if not cfg.is_set("dataloader_num_workers"):
         return
     if cfg.is_set("batching_workers"):
-        raise _both(
-            cfg, "dataloader_num_workers", "batching_workers", "both set how many batches are built ahead"
-        )
-    train.batching_workers = train.dataloader_num_workers * (train.dataloader_prefetch_factor or 2)
-    if train.dataloader_persistent_workers or train.dataloader_pin_memory:
-        logger.info(
-            "batches are built by one background thread that lives for the whole run (pinned on GPU only)"
-        )
+        raise _both(cfg, "dataloader_num_workers", "batching_workers", "both set the batch-building threads")
+    train.batching_workers = train.dataloader_num_workers
 
 
 def _fsdp_modules(cfg: TunesmithConfig) -> None:

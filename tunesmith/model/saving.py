@@ -36,6 +36,8 @@ def save_pretrained_output(
     if is_adapter_model(model) and not model.get_base_model().name_or_path:
         _save_random_base(model, path / BASE_DIR, safe_serialization)
     model.save_pretrained(path, safe_serialization=safe_serialization)
+    if not safe_serialization and not is_adapter_model(model):
+        safetensors_to_bin(path)
     if tokenizer is not None:
         tokenizer.save_pretrained(path)
     logger.info("saved %s to %s", "adapter" if is_adapter_model(model) else "model", path)
@@ -50,10 +52,28 @@ def _save_random_base(model: PeftModel, path: Path, safe_serialization: bool) ->
     plain = AutoModelForCausalLM.from_config(_without_quantization(base.config), dtype=base.dtype)
     own = _base_state(base)
     plain.load_state_dict({key: own[key] for key in plain.state_dict()}, strict=True)
-    plain.save_pretrained(path, safe_serialization=safe_serialization)
+    plain.save_pretrained(path)
+    if not safe_serialization:
+        safetensors_to_bin(path)
     for config in model.peft_config.values():
         config.base_model_name_or_path = str(path.resolve())
     logger.info("the base model was randomly initialised: saved it to %s", path)
+
+
+def safetensors_to_bin(path: Path) -> None:
+    """`save_safetensors: false`: transformers 5 always writes safetensors, so rewrite the saved weights of `path`
+    as one `pytorch_model.bin` (which transformers and peft still load) and remove the safetensors files."""
+    import safetensors.torch
+
+    files = sorted(path.glob("model*.safetensors"))
+    if not files:
+        return
+    state: dict[str, torch.Tensor] = {}
+    for file in files:
+        state.update(safetensors.torch.load_file(str(file)))
+    torch.save(state, path / "pytorch_model.bin")
+    for file in [*files, path / "model.safetensors.index.json"]:
+        file.unlink(missing_ok=True)
 
 
 def _base_state(base: torch.nn.Module) -> dict[str, torch.Tensor]:

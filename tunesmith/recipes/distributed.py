@@ -22,6 +22,7 @@ from tunesmith.dist.parallelize import parallelize
 from tunesmith.dist.setup import cleanup, init_distributed, is_main_process, main_process_first
 from tunesmith.dist.ulysses import split_sequence
 from tunesmith.model import save_pretrained_output
+from tunesmith.model.saving import safetensors_to_bin
 from tunesmith.train.grad_clip import mark_sharded
 from tunesmith.train.trainer import UpdateFactory
 from tunesmith.train.update import DeepSpeedUpdate
@@ -63,10 +64,11 @@ class DistRun:
         args = cfg.train
         target = output_dir or args.output_dir
         main = self.is_main(args.save_on_each_node)
+        safe = args.save_safetensors
         if self.deepspeed:
             with gathered(model):
                 if main:
-                    save_pretrained_output(model.module, tokenizer, target)
+                    save_pretrained_output(model.module, tokenizer, target, safe)
             self.barrier()
             return
         if self.sharded:
@@ -74,12 +76,14 @@ class DistRun:
                 state = full_state(model, every_rank=args.save_on_each_node)
                 if main:
                     getattr(model, "module", model).save_pretrained(target, state_dict=state)
+                    if not safe:
+                        safetensors_to_bin(Path(target))
                     if tokenizer is not None:
                         tokenizer.save_pretrained(target)
             self.barrier()
             return
         if main:
-            save_pretrained_output(getattr(model, "module", model), tokenizer, target)
+            save_pretrained_output(getattr(model, "module", model), tokenizer, target, safe)
         self.barrier()
 
     def barrier(self) -> None:

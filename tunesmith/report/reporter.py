@@ -27,6 +27,12 @@ _RSS_PER_MIB = 2**20 if sys.platform == "darwin" else 2**10  # ru_maxrss is in b
 
 def selected_backends(report_to: str | list[str] | None) -> list[str]:
     """The backend names `report_to` asks for: `all` = the installed ones, `none` (or nothing) = none."""
+    return [name for name, _ in requested_backends(report_to)]
+
+
+def requested_backends(report_to: str | list[str] | None) -> list[tuple[str, bool]]:
+    """(backend, named by the user) for each backend `report_to` selects; `all` selects the installed ones
+    without naming them, so one of those that fails is dropped with a warning instead of stopping the run."""
     raw = [report_to] if isinstance(report_to, str) else list(report_to or [])
     names = [n.strip() for item in raw for n in str(item).split(",") if n.strip()]
     for name in names:
@@ -38,9 +44,10 @@ def selected_backends(report_to: str | list[str] | None) -> list[str]:
         if len(names) > 1:
             raise ConfigError(f"report_to: 'none' cannot be combined with other backends (got {names})")
         return []
+    named = [(n, True) for n in dict.fromkeys(names) if n != "all"]
     if "all" in names:
-        return [b for b in BACKENDS if installed(b)]
-    return list(dict.fromkeys(names))
+        named += [(b, False) for b in BACKENDS if installed(b) and b not in names]
+    return named
 
 
 def default_logging_dir(output_dir: str | Path) -> Path:
@@ -52,10 +59,13 @@ def default_logging_dir(output_dir: str | Path) -> Path:
 class Reporter:
     """Sends each logged row to every backend, adding the optional token and memory metrics first."""
 
-    def __init__(self, backends: dict[str, Backend], args: Any, secrets: set[str]) -> None:
+    def __init__(
+        self, backends: dict[str, Backend], args: Any, secrets: set[str], optional: set[str] | None = None
+    ) -> None:
         self.backends = backends
         self.args = args
         self.secrets = secrets
+        self.optional = optional or set()  # backends the user did not name (report_to: all): never fatal
         self.tokens_seen = 0
         self.last_step = 0
         self.last_elapsed: float | None = None
@@ -64,14 +74,26 @@ class Reporter:
         """Log one row of metrics at optimizer step `step` to every backend."""
         row = scrub(self._extend(dict(metrics)), self.secrets)
         self.last_step = max(self.last_step, step)
-        for backend in self.backends.values():
-            backend.log(row, step)
+        for name, backend in list(self.backends.items()):
+            self._call(name, backend.log, row, step)
 
     def log_hparams(self, cfg: Any) -> None:
         """Give the backends the resolved config with secrets removed."""
         params = public_config(cfg)
-        for backend in self.backends.values():
-            backend.log_hparams(params)
+        for name, backend in list(self.backends.items()):
+            self._call(name, backend.log_hparams, params)
+
+    def _call(self, name: str, method: Any, *args: Any) -> None:
+        """Call a backend; one the user did not name is dropped with a warning when it fails."""
+        try:
+            method(*args)
+        except Exception as exc:
+            if name not in self.optional:
+                raise
+            self.backends.pop(name, None)
+            logger.warning(
+                "report_to all: %s failed (%s); continuing without it", name, redact(str(exc), self.secrets)
+            )
 
     def close(self) -> None:
         """Log the final throughput (when asked) and close every backend, even if one fails."""
@@ -84,17 +106,20 @@ class Reporter:
             try:
                 backend.close()
             except Exception as exc:  # close the others, then report
-                errors.append(f"{name}: {redact(str(exc), self.secrets)}")
+                if name in self.optional:
+                    logger.warning(
+                        "report_to all: closing %s failed: %s", name, redact(str(exc), self.secrets)
+                    )
+                else:
+                    errors.append(f"{name}: {redact(str(exc), self.secrets)}")
         self.backends = {}
         if errors:
             raise TunesmithError("report_to: closing failed for " + "; ".join(errors))
 
     def _extend(self, row: dict[str, Any]) -> dict[str, Any]:
-        if "loss" in row:  # a training row
-            self.tokens_seen += int(row.get("input_tokens", row.get("tokens", 0)) or 0)
+        if "loss" in row:  # a training row: input tokens, as HF's train_tokens_per_second counts them
+            self.tokens_seen += int(row.get("input_tokens", 0) or 0)
             self.last_elapsed = row.get("elapsed_s", self.last_elapsed)
-            if self.args.include_num_input_tokens_seen not in (None, False, "no"):
-                row["num_input_tokens_seen"] = self.tokens_seen
         if not self.args.skip_memory_metrics:
             row.update(memory_metrics())
         return row
@@ -117,16 +142,22 @@ def build_reporter(cfg: Any, output_dir: str | Path, *, is_main: bool) -> Report
     if not is_main:
         return Reporter({}, args, secrets)
     backends: dict[str, Backend] = {"jsonl": JsonlLog(output_dir)}
-    for name in selected_backends(args.report_to):
+    optional: set[str] = set()
+    for name, named in requested_backends(args.report_to):
         try:
             backends[name] = _open_backend(name, args, Path(output_dir))
-        except TunesmithError:
-            Reporter(backends, args, secrets).close()
-            raise
         except Exception as exc:
+            message = redact(str(exc), secrets)
+            if not named:
+                logger.warning("report_to all: %s failed to start (%s); continuing without it", name, message)
+                continue
             Reporter(backends, args, secrets).close()
-            raise TunesmithError(f"report_to: {name} failed to start: {redact(str(exc), secrets)}") from None
-    reporter = Reporter(backends, args, secrets)
+            if isinstance(exc, TunesmithError):
+                raise
+            raise TunesmithError(f"report_to: {name} failed to start: {message}") from None
+        if not named:
+            optional.add(name)
+    reporter = Reporter(backends, args, secrets, optional)
     reporter.log_hparams(cfg)
     return reporter
 

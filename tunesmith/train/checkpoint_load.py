@@ -122,6 +122,7 @@ def _restore_loop_state(trainer: Trainer, state: dict[str, Any]) -> None:
     s.global_step, s.epoch = state["global_step"], state["epoch"]
     s.epoch_index, s.micro_batches_done = state["epoch_index"], state["micro_batches_done"]
     s.tokens_seen, s.bad_steps = state["tokens_seen"], state["bad_steps"]
+    s.input_tokens_seen = state.get("num_input_tokens_seen", 0)
     s.log_history = list(state["log_history"])
     trainer.split = state.get("micro_batch_split", 1)
     best = getattr(trainer, "best", None)

@@ -78,7 +78,10 @@ class EvalSaveControl(Callback):
 
     def on_train_end(self, trainer: Trainer) -> None:
         """Finish background writes; write output_dir/trainer_state.json (the whole log history, which
-        LLaMA-Factory-style plots read); `load_best_model_at_end`: load the best checkpoint's weights."""
+        LLaMA-Factory-style plots read); `load_best_model_at_end`: load the best checkpoint's weights. `do_eval` with
+        eval_strategy `no` evaluates once here, at the end (as HF's example scripts do)."""
+        if self.evaluator is not None and self.args.eval_strategy == "no" and self.args.do_eval:
+            self.evaluate(trainer)
         self.saver.wait()
         if self.saver.write_shared:
             state = json.dumps(trainer_state_dict(trainer), indent=2, default=str)

@@ -3,7 +3,6 @@ accuracy, one metric set per eval dataset, and a user `compute_metrics` hook (wh
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import math
 import time
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from tunesmith.train.loss import IGNORE_INDEX, token_ce_sum
+from tunesmith.train.precision import cast_for_eval, eval_dtype
 from tunesmith.utils.errors import ConfigError
 
 if (
@@ -69,18 +69,25 @@ class Evaluator:
         self.compute_metrics, self.prefix = compute_metrics, prefix
 
     def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
-        """All eval sets; the model is put back in its previous train/eval mode."""
+        """All eval sets; the model is put back in its previous train/eval mode (and, after `bf16_full_eval` /
+        `fp16_full_eval` cast it, its own weights)."""
         was_training = model.training
         model.eval()
         metrics: dict[str, float] = {}
         try:
-            for name, rows in self.eval_sets.items():
-                prefix = self.prefix if len(self.eval_sets) == 1 else f"{self.prefix}_{name}"
-                metrics.update(self.evaluate_set(model, rows, prefix))
+            with cast_for_eval(model, eval_dtype(self.args)):
+                metrics.update(self._evaluate_sets(model))
         finally:
             model.train(was_training)
         if len(self.eval_sets) > 1:
             metrics.update(self._combined(metrics))
+        return metrics
+
+    def _evaluate_sets(self, model: torch.nn.Module) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        for name, rows in self.eval_sets.items():
+            prefix = self.prefix if len(self.eval_sets) == 1 else f"{self.prefix}_{name}"
+            metrics.update(self.evaluate_set(model, rows, prefix))
         return metrics
 
     def _combined(self, metrics: dict[str, float]) -> dict[str, float]:
@@ -105,7 +112,7 @@ class Evaluator:
         tick = time.perf_counter()
         total_ce, tokens, correct = 0.0, 0, 0
         gathered: _Gathered = _Gathered(a, self.compute_metrics)
-        with torch.no_grad(), _autocast(a, device):
+        with torch.no_grad():
             for batch in eval_batches(rows, a.per_device_eval_batch_size, self.pad_id):
                 batch = {k: v.to(device) for k, v in batch.items()}
                 logits = model(**batch, use_cache=False).logits
@@ -129,18 +136,21 @@ class Evaluator:
 
 
 class _Gathered:
-    """Predictions/labels (and inputs/losses per include_for_metrics) for the compute_metrics hook."""
+    """Predictions/labels (and inputs/losses per include_for_metrics) for the compute_metrics hook.
+
+    Outputs stay on the model's device and move to the CPU every `eval_accumulation_steps` batches (unset: at the
+    end, as HF does); `eval_do_concat_batches: false` hands the hook one array per batch instead of one array."""
 
     def __init__(self, args: Any, hook: MetricsHook | None) -> None:
         self.hook = None if args.prediction_loss_only else hook
         self.include = set(args.include_for_metrics or [])
         self.per_batch = args.batch_eval_metrics
+        self.concat = args.eval_do_concat_batches
+        self.every = args.eval_accumulation_steps
         self.parts: dict[str, list[torch.Tensor]] = {
-            "predictions": [],
-            "label_ids": [],
-            "inputs": [],
-            "losses": [],
+            k: [] for k in ("predictions", "label_ids", "inputs", "losses")
         }
+        self.on_device = 0  # batches at the end of `parts` not yet moved to the CPU
         self.last: EvalPrediction | None = None
 
     def add(self, batch: Batch, predicted: torch.Tensor, loss: float) -> None:
@@ -148,18 +158,26 @@ class _Gathered:
         if self.hook is None:
             return
         part = {
-            "predictions": predicted.cpu(),
-            "label_ids": batch["labels"][:, 1:].cpu(),
-            "inputs": batch["input_ids"].cpu(),
+            "predictions": predicted,
+            "label_ids": batch["labels"][:, 1:],
+            "inputs": batch["input_ids"],
             "losses": torch.tensor([loss]),
         }
         if self.per_batch:  # batch_eval_metrics: the hook accumulates; the last call returns the result
             if self.last is not None:
                 self.hook(self.last, compute_result=False)
-            self.last = self._prediction({k: [v] for k, v in part.items()})
+            self.last = self._prediction({k: [v.cpu()] for k, v in part.items()})
             return
         for k, v in part.items():
             self.parts[k].append(v)
+        self.on_device += 1
+        if self.every is not None and self.on_device >= self.every:
+            self._to_cpu()
+
+    def _to_cpu(self) -> None:
+        for values in self.parts.values():
+            values[len(values) - self.on_device :] = [v.cpu() for v in values[len(values) - self.on_device :]]
+        self.on_device = 0
 
     def finish(self) -> dict[str, float]:
         """The hook's metrics over the whole set ({} without a hook)."""
@@ -167,17 +185,21 @@ class _Gathered:
             return {}
         if self.per_batch:
             return dict(self.hook(self.last, compute_result=True)) if self.last is not None else {}
+        self._to_cpu()
         return dict(self.hook(self._prediction(self.parts)))
 
     def _prediction(self, parts: dict[str, list[torch.Tensor]]) -> EvalPrediction:
         from transformers import EvalPrediction
 
-        cat = {k: _concat(v) for k, v in parts.items()}
+        if self.concat:
+            arrays: dict[str, Any] = {k: _concat(v).numpy() for k, v in parts.items()}
+        else:
+            arrays = {k: [t.numpy() for t in v] for k, v in parts.items()}
         return EvalPrediction(
-            predictions=cat["predictions"].numpy(),
-            label_ids=cat["label_ids"].numpy(),
-            inputs=cat["inputs"].numpy() if "inputs" in self.include else None,
-            losses=cat["losses"].numpy() if "loss" in self.include else None,
+            predictions=arrays["predictions"],
+            label_ids=arrays["label_ids"],
+            inputs=arrays["inputs"] if "inputs" in self.include else None,
+            losses=arrays["losses"] if "loss" in self.include else None,
         )
 
 
@@ -189,12 +211,3 @@ def _concat(tensors: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat(
         [torch.nn.functional.pad(t, (0, width - t.size(1)), value=IGNORE_INDEX) for t in tensors]
     )
-
-
-def _autocast(args: Any, device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16_full_eval / fp16_full_eval: evaluate in that precision (autocast; the fp32 weights stay untouched)."""
-    if args.bf16_full_eval:
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    if args.fp16_full_eval:
-        return torch.autocast(device.type, dtype=torch.float16)
-    return contextlib.nullcontext()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -83,3 +84,24 @@ def eval_dtype(train: Any) -> torch.dtype | None:
     if getattr(train, "fp16_full_eval", False):
         return torch.float16
     return None
+
+
+@contextlib.contextmanager
+def cast_for_eval(model: torch.nn.Module, dtype: torch.dtype | None) -> Iterator[None]:
+    """Evaluate with the model's floating-point weights and buffers cast to `dtype` (HF's full bf16/fp16 eval:
+    a cast, not autocast); the original tensors are put back afterwards, bit for bit. None: no cast."""
+    if dtype is None:
+        yield
+        return
+    kept = [
+        (t, t.data)
+        for t in (*model.parameters(), *model.buffers())
+        if t.is_floating_point() and t.dtype != dtype
+    ]
+    for tensor, data in kept:
+        tensor.data = data.to(dtype)
+    try:
+        yield
+    finally:
+        for tensor, data in kept:
+            tensor.data = data

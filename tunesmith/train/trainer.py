@@ -33,6 +33,7 @@ from tunesmith.train.loss import CausalLMLoss, unwrap, valid_tokens
 from tunesmith.train.optimizers import build_optimizer
 from tunesmith.train.precision import build_precision
 from tunesmith.train.schedulers import build_plugin_scheduler, build_scheduler
+from tunesmith.train.token_counts import input_tokens_mode, step_input_tokens, window_rates
 from tunesmith.train.update import TorchUpdate
 from tunesmith.utils.errors import ConfigError, DataError, TunesmithError
 
@@ -56,6 +57,7 @@ class TrainState:
     epoch_index: int = 0
     micro_batches_done: int = 0  # in the current epoch
     tokens_seen: int = 0  # valid label tokens trained on, all ranks
+    input_tokens_seen: int = 0  # HF's num_input_tokens_seen: input tokens (all, or non_padding), all ranks
     bad_steps: int = 0  # consecutive steps with a non-finite loss or gradient
     log_history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
@@ -200,6 +202,7 @@ class Trainer:
         self.model.train()
         group = [{k: v.to(self.device) for k, v in mb.items()} for mb in group]
         tokens, units = self._global_tokens(group)
+        inputs = step_input_tokens(group, self.args, self._data_world()[0], self.sync_group)
         tick = time.perf_counter()
         loss = self._accumulate(group, units)
         lr = self.scheduler.get_last_lr()[0]
@@ -209,13 +212,17 @@ class Trainer:
         s = self.state
         s.global_step += 1
         s.tokens_seen += tokens
+        s.input_tokens_seen += inputs
+        seconds = max(time.perf_counter() - tick, 1e-9)
         metrics = {
             "epoch": round(s.epoch, 4),
             "loss": loss,
             "lr": lr,
             "grad_norm": grad_norm,
             "tokens": tokens,
-            "tokens_per_second": tokens / max(time.perf_counter() - tick, 1e-9),
+            "input_tokens": inputs,
+            "tokens_per_second": inputs / seconds,  # input tokens, as HF
+            "label_tokens_per_second": tokens / seconds,
             "elapsed_s": round(time.perf_counter() - self._start, 3),
         }
         if hasattr(self.loss_fn, "step_metrics"):
@@ -327,9 +334,10 @@ class Trainer:
             "loss": sum(losses) / len(losses),
             **{k: sum(m[k] for m in window) / len(window) for k in self._window_means(metrics)},
             "tokens": sum(m["tokens"] for m in window),
-            "tokens_per_second": sum(m["tokens"] for m in window)
-            / sum(m["tokens"] / m["tokens_per_second"] for m in window),
+            **window_rates(window),
         }
+        if input_tokens_mode(self.args) != "no":
+            row["num_input_tokens_seen"] = self.state.input_tokens_seen
         self.state.log_history.append({"step": self.state.global_step, **row})
         self.reporter.log(row, self.state.global_step)
 

@@ -200,12 +200,12 @@ class EvalSaveLogArguments:
 
     # --- reporting backends ---------------------------------------------------------------------------------------
     report_to: str | list[str] = arg(
-        "all",
+        "none",
         "Logging backends: all (every installed one), none, or tensorboard, wandb, swanlab, mlflow; "
         "trainer_log.jsonl is always written.",
         choices=REPORTERS,
         sources="001,002,004",
-        default_note="spec 001 (HF before v5) says all; transformers 5 changed it to none; spec 002 shows [tensorboard].",
+        default_note="none, as in transformers 5 (spec 001, HF before v5, says all; spec 002 shows [tensorboard]).",
     )
     run_name: str | None = arg(
         None, "Run name shown in the backends; unset uses output_dir.", sources="001,002"

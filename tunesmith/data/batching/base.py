@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from tunesmith.data.batching.workers import prefetch
+from tunesmith.data.batching.workers import BatchWorkers
 
 logger = logging.getLogger("tunesmith")
 Groups = list[list[int]]
@@ -75,7 +75,7 @@ class Batcher:
         drop_last: bool = False,
         rank: int = 0,
         world_size: int = 1,
-        workers: int = 0,
+        workers: BatchWorkers | None = None,
     ) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world_size {world_size}")
@@ -122,15 +122,17 @@ class Batcher:
 
     def __iter__(self) -> Iterator[Batch]:
         self._position = self._start
+        groups = self.groups()[self._start :]
         batches: Iterator[Batch] = (
-            self.strategy.collate(self.fetch(g)) for g in self.groups()[self._start :]
+            map(self._build, groups) if self.workers is None else self.workers.map(self._build, groups)
         )
-        if self.workers > 0:
-            batches = prefetch(batches, self.workers)
         for batch in batches:
             self._position += 1
             yield batch
         self._start = 0
+
+    def _build(self, group: Sequence[int]) -> Batch:
+        return self.strategy.collate(self.fetch(group))
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose order the next iteration follows (a new epoch starts at its beginning)."""

@@ -15,6 +15,7 @@ from tunesmith.data.batching.base import Batcher, Strategy
 from tunesmith.data.batching.packing import pack_dataset
 from tunesmith.data.batching.strategies import BatchSettings, document_rows, packed_rows
 from tunesmith.data.batching.stream import StreamBatcher
+from tunesmith.data.batching.workers import BatchWorkers
 from tunesmith.data.tokenize import pretrain_eos_id
 from tunesmith.utils.errors import ConfigError, DataError
 
@@ -50,7 +51,20 @@ def build_batcher(
         drop_last=train.dataloader_drop_last,
         rank=rank,
         world_size=world_size,
-        workers=train.batching_workers,
+        workers=batch_workers(train),
+    )
+
+
+def batch_workers(train: Any) -> BatchWorkers | None:
+    """The thread pool building micro-batches (`batching_workers` threads, each `dataloader_prefetch_factor`
+    batches ahead); None builds them in the training thread."""
+    if train.batching_workers == 0:
+        return None
+    return BatchWorkers(
+        train.batching_workers,
+        prefetch=train.dataloader_prefetch_factor or 2,
+        pin_memory=train.dataloader_pin_memory,
+        persistent=train.dataloader_persistent_workers,
     )
 
 
