@@ -20,7 +20,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from tunesmith.data.batching.base import Batcher, Strategy
-from tunesmith.data.batching.builder import _fetcher, batch_settings
+from tunesmith.data.batching.builder import _fetcher, batch_settings, batch_workers
 from tunesmith.data.batching.collate import pack_row, packed_collate, pad_collate
 from tunesmith.data.batching.strategies import BatchSettings, fixed_count_plan
 from tunesmith.utils.errors import ConfigError
@@ -118,7 +118,7 @@ def build_preference_batcher(
         drop_last=train.dataloader_drop_last,
         rank=rank,
         world_size=world_size,
-        workers=train.batching_workers,
+        workers=batch_workers(train),
     )
 
 

@@ -1,0 +1,93 @@
+"""The wiring the preference stages share: pair (or KTO) batches, the reference model, dropout off, the stage's
+objective as the trainer's loss and its evaluator; dpo.py, kto.py and rm.py pick the objective."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from tunesmith.config import TunesmithConfig
+from tunesmith.data.batching.builder import batch_settings
+from tunesmith.data.batching.pairs import build_preference_batcher
+from tunesmith.model import load_model
+from tunesmith.model.reference import build_reference, place_like, uses_adapter_reference
+from tunesmith.recipes.common import StageParts
+from tunesmith.train.preference_eval import PreferenceEvaluator
+
+# (cfg, reference module or None, adapter reference?) -> the objective
+ObjectiveFactory = Callable[[TunesmithConfig, nn.Module | None, bool], Any]
+
+
+def disable_dropout(model: nn.Module) -> None:
+    """Set every dropout probability to 0 (TRL's disable_dropout)."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+    config = getattr(model, "config", None)
+    for name in ("attention_dropout", "hidden_dropout", "dropout"):
+        if config is not None and isinstance(getattr(config, name, None), float):
+            setattr(config, name, 0.0)
+
+
+class PreferenceStage:
+    """Builds the StageParts of a preference stage around `make_objective`."""
+
+    def __init__(
+        self,
+        make_objective: ObjectiveFactory,
+        *,
+        pairs: bool = True,
+        with_reference: Callable[[TunesmithConfig], bool] = lambda cfg: True,
+        load: Callable[[TunesmithConfig, Any], nn.Module] = load_model,
+    ) -> None:
+        self.make_objective, self.pairs, self.with_reference, self.load = (
+            make_objective,
+            pairs,
+            with_reference,
+            load,
+        )
+        self.reference: nn.Module | None = None
+        self.adapter_reference = False
+
+    def parts(self) -> StageParts:
+        """The hooks for `run_stage`."""
+        return StageParts(
+            load_model=self.load_model,
+            build_batcher=self.build_batcher,
+            objective=self.objective,
+            evaluator=self.evaluator,
+        )
+
+    def load_model(self, cfg: TunesmithConfig, tokenizer: Any) -> nn.Module:
+        """The policy, and (before adapters are added) the reference it is compared with."""
+        model = self.load(cfg, tokenizer)
+        if cfg.preference.disable_dropout:
+            disable_dropout(model)
+        if self.with_reference(cfg):
+            self.reference = build_reference(cfg, model, tokenizer)
+            self.adapter_reference = uses_adapter_reference(cfg)
+            if self.reference is not None and cfg.preference.disable_dropout:
+                disable_dropout(self.reference)
+        return model
+
+    def build_batcher(self, cfg: TunesmithConfig, dataset: Any, tokenizer: Any, **where: int) -> Any:
+        """Pair (or KTO example) micro-batches."""
+        return build_preference_batcher(cfg, dataset, tokenizer, pairs=self.pairs, **where)
+
+    def objective(self, cfg: TunesmithConfig, model: nn.Module) -> Any:
+        """The trainer's loss, the reference placed beside the policy."""
+        self.loss = self.make_objective(cfg, place_like(self.reference, model), self.adapter_reference)
+        return self.loss
+
+    def evaluator(self, cfg: TunesmithConfig, sets: dict[str, Any], tokenizer: Any, objective: Any) -> Any:
+        """The stage's loss and metrics on the eval sets."""
+        return PreferenceEvaluator(
+            sets,
+            objective,
+            batch_settings(cfg, tokenizer),
+            cfg.train.per_device_eval_batch_size,
+            packed=cfg.train.batching_strategy == "padding_free",
+            pairs=self.pairs,
+        )
