@@ -21,8 +21,14 @@ commands:
   plan CONFIG [--json]       resolved config and derived numbers (world size, accumulation, steps, warmup)
   data CONFIG --export F.jsonl [--limit N]
                              process the datasets, write examples (ids, labels, text), print counts and lengths
-  convert CONFIG --dcp DIR --output DIR
-                             turn a sharded (torch distributed) checkpoint into a Hugging Face model directory
+  export CONFIG_OR_OUTPUT_DIR [--output DIR] [--dcp DIR | --deepspeed DIR]
+                             merge the adapters (or a sharded/DeepSpeed checkpoint) into a plain HF model (alias: convert)
+  chat MODEL_OR_OUTPUT_DIR [--system TEXT]
+                             talk to the model in the terminal (/clear, /exit; Ctrl-C stops an answer)
+  generate MODEL_OR_OUTPUT_DIR --input F.jsonl|.json|.txt [--output F.jsonl] [--batch-size N]
+                             answer every prompt of a file (or of dataset=NAME) into a JSONL file
+  serve MODEL_OR_OUTPUT_DIR [api_port=N api_key=KEY]
+                             OpenAI-compatible HTTP server (/v1/chat/completions, /v1/completions, /v1/models)
   plot OUTPUT_DIR            loss / eval loss / lr PNGs (smoothed like TensorBoard) from trainer_log.jsonl
   board [RUNS_DIR] [--host H --port N --token T]
                              local web page: watch, compare, start and stop the runs under RUNS_DIR (outputs)
@@ -161,21 +167,6 @@ def cmd_data(config: str | None, overrides: list[str], options: dict[str, Any]) 
     return 0
 
 
-def cmd_convert(config: str | None, overrides: list[str], options: dict[str, Any]) -> int:
-    """Convert a sharded (torch distributed) checkpoint into a Hugging Face model directory."""
-    from tunesmith.dist.checkpoint_io import convert_dcp_to_hf
-    from tunesmith.model import load_model, load_tokenizer
-
-    if not options.get("--dcp") or not options.get("--output"):
-        raise TunesmithError("convert needs --dcp CHECKPOINT_DIR and --output HF_DIR")
-    cfg = _load(config, overrides)
-    tokenizer = load_tokenizer(cfg)
-    convert_dcp_to_hf(options["--dcp"], load_model(cfg, tokenizer), options["--output"])
-    tokenizer.save_pretrained(options["--output"])
-    print(f"wrote {options['--output']}")
-    return 0
-
-
 def cmd_plot(config: str | None, overrides: list[str], options: dict[str, Any]) -> int:
     """Write the loss / eval loss / lr plots of a run's output_dir and print their paths."""
     from tunesmith.report.plot import plot_run
@@ -207,11 +198,32 @@ def cmd_board(config: str | None, overrides: list[str], options: dict[str, Any])
     return 0
 
 
+def _infer(name: str) -> Callable[[str | None, list[str], dict[str, Any]], int]:
+    """A runner of tunesmith.infer.commands, imported only when the command runs."""
+
+    def run(config: str | None, overrides: list[str], options: dict[str, Any]) -> int:
+        from tunesmith.infer import commands
+
+        return getattr(commands, name)(config, overrides, options)
+
+    return run
+
+
+def _infer_flags(command: str) -> dict[str, bool]:
+    from tunesmith.infer.commands import FLAGS
+
+    return FLAGS[command]
+
+
 COMMANDS: dict[str, Command] = {
     "train": Command(cmd_train, {}, "train"),
     "sft": Command(lambda c, o, p: cmd_train(c, o, p, stage="sft"), {}, "train with stage=sft"),
     "pt": Command(lambda c, o, p: cmd_train(c, o, p, stage="pt"), {}, "train with stage=pt"),
-    "convert": Command(cmd_convert, {"--dcp": True, "--output": True}, "sharded checkpoint -> HF model"),
+    "export": Command(_infer("run_export"), _infer_flags("export"), "merge / convert into a plain HF model"),
+    "convert": Command(_infer("run_export"), _infer_flags("export"), "alias of export"),
+    "chat": Command(_infer("run_chat"), _infer_flags("chat"), "terminal chat"),
+    "generate": Command(_infer("run_generate"), _infer_flags("generate"), "answers for a file of prompts"),
+    "serve": Command(_infer("run_serve"), _infer_flags("serve"), "OpenAI-compatible server"),
     "data": Command(cmd_data, {"--export": True, "--limit": True}, "process and export the datasets"),
     "plan": Command(cmd_plan, {"--json": False, "--no-data": False}, "derived numbers"),
     "plot": Command(cmd_plot, {}, "plot a run's trainer_log.jsonl"),

@@ -23,6 +23,8 @@ _HUBS = "downloads from ModelScope/Modelers are not implemented; download the mo
 # argument -> why it cannot take effect and what to use instead; an error when the user sets it.
 REFUSED: dict[str, str] = {
     "push_to_hub": _HUB,
+    "export_hub_model_id": "uploading an export to the Hub is not implemented (no network here); export with "
+    "export_dir, then upload that folder with `hf upload REPO EXPORT_DIR`",
     "hub_model_id": f"only used with push_to_hub: {_HUB}",
     "hub_strategy": f"only used with push_to_hub: {_HUB}",
     "hub_token": f"only used with push_to_hub: {_HUB}",
@@ -52,9 +54,13 @@ def check_unsupported(cfg: TunesmithConfig) -> None:
     for name, why in REFUSED.items():
         if cfg.is_set(name) and cfg.get(name) != fields[name].default:
             raise ConfigError(f"{cfg.where(name)}: {why}")
-    if cfg.is_set("do_train") and not cfg.train.do_train:
+    train = cfg.train
+    if cfg.is_set("do_train") and not train.do_train and not (
+        train.do_eval or train.do_predict or train.predict_with_generate
+    ):
         raise ConfigError(
-            f"{cfg.where('do_train')}: tunesmith train always trains; evaluation-only runs are not implemented yet"
+            f"{cfg.where('do_train')}: with do_train false set do_eval and/or do_predict (evaluate or predict the "
+            "loaded model), or drop do_train"
         )
     _check_labels(cfg)
     _check_data_manager(cfg)

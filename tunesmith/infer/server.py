@@ -1,0 +1,309 @@
+"""`tunesmith serve`: an OpenAI-compatible HTTP server (FastAPI on uvicorn) for one model per process.
+
+Routes: `GET /v1/models`, `POST /v1/chat/completions` and `POST /v1/completions` (both with `stream: true` as
+server-sent events ending in `data: [DONE]`), `GET /health`. Generations run one at a time (a lock: no two
+interleave on the model). Errors are OpenAI-shaped `{"error": {"message", "type", "param", "code"}}`:
+400 malformed JSON / invalid field / prompt + max_tokens over the context (`context_length_exceeded`) /
+max_tokens over `max_new_tokens`; 401 missing or wrong API key (`invalid_api_key`); 404 unknown model
+(`model_not_found`); 413 body over 1 MiB. Binds 127.0.0.1 unless `api_host` says otherwise."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tunesmith.infer.loading import Loaded
+from tunesmith.infer.prompts import PromptBuilder
+from tunesmith.model.generation import Decoding, Generated, Stream, decoding_from, generate, with_overrides
+from tunesmith.utils.errors import DataError
+
+logger = logging.getLogger("tunesmith")
+
+MAX_BODY = 1 << 20  # bytes
+COMPLETION_DEFAULT_TOKENS = 16  # OpenAI's default max_tokens for /v1/completions
+
+
+class ApiError(Exception):
+    """An HTTP error with an OpenAI-shaped body."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        kind: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.kind, self.code, self.param = status, kind, code, param
+
+    def response(self) -> JSONResponse:
+        body = {"message": str(self), "type": self.kind, "param": self.param, "code": self.code}
+        return JSONResponse({"error": body}, status_code=self.status)
+
+
+class _Common(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: str
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    n: int = Field(1, ge=1, le=1)
+    stream: bool = False
+    stop: str | list[str] | None = None
+    seed: int | None = None
+
+
+class Message(BaseModel):
+    role: str
+    content: str | list[dict[str, Any]]
+
+
+class ChatRequest(_Common):
+    messages: list[Message] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+
+
+class CompletionRequest(_Common):
+    prompt: str | list[str]
+
+
+class Engine:
+    """The model, its prompt builder and default decoding, behind a lock."""
+
+    def __init__(self, loaded: Loaded) -> None:
+        self.loaded, gen = loaded, loaded.cfg.generation
+        self.builder = PromptBuilder(loaded.cfg, loaded.tokenizer)
+        self.decoding = decoding_from(loaded.model, loaded.tokenizer, gen, None)
+        self.max_new_tokens = int(gen.max_new_tokens)
+        config = loaded.model.config
+        self.context = int(gen.max_model_len or getattr(config, "max_position_embeddings", 0) or 2048)
+        self.lock = threading.Lock()
+
+    def decoding_for(self, req: _Common, prompt: list[int], default_tokens: int) -> Decoding:
+        """The request's settings over the server's, after checking the token budget."""
+        asked = getattr(req, "max_completion_tokens", None) or req.max_tokens
+        if asked is not None and asked > self.max_new_tokens:
+            raise ApiError(
+                400,
+                f"max_tokens {asked} is over this server's limit of {self.max_new_tokens}",
+                param="max_tokens",
+            )
+        tokens = asked or default_tokens
+        if len(prompt) + tokens > self.context:
+            raise ApiError(
+                400,
+                f"this model's context is {self.context} tokens; the prompt has {len(prompt)} and {tokens} more "
+                "were asked for; shorten the prompt or lower max_tokens",
+                param="messages",
+                code="context_length_exceeded",
+            )
+        stop = [req.stop] if isinstance(req.stop, str) else req.stop
+        sample = None if req.temperature is None else req.temperature > 0
+        return with_overrides(
+            self.decoding,
+            max_new_tokens=tokens,
+            do_sample=sample,
+            temperature=req.temperature,
+            top_p=req.top_p,
+            stop_words=stop,
+            seed=req.seed,
+        )
+
+    def complete(self, prompt: list[int], decoding: Decoding) -> Generated:
+        with self.lock:
+            return generate(self.loaded.model, self.loaded.tokenizer, [prompt], decoding)[0]
+
+    def stream(self, prompt: list[int], decoding: Decoding) -> Iterator[str | Generated]:
+        """Text pieces, then the whole answer; the lock is held until the generation has ended."""
+        with self.lock:
+            stream = Stream(self.loaded.model, self.loaded.tokenizer, prompt, decoding)
+            try:
+                yield from stream
+                yield stream.result
+            finally:
+                stream.stop()
+                stream.thread.join()
+
+
+def build_app(loaded: Loaded) -> FastAPI:
+    """The FastAPI application serving `loaded`."""
+    engine, name, key = Engine(loaded), loaded.name, loaded.cfg.generation.api_key
+    app = FastAPI(title="tunesmith", docs_url=None, redoc_url=None, openapi_url=None)
+
+    async def body_of(request: Request, model_cls: type[_Common]) -> _Common:
+        _check_key(request, key)
+        raw = await _read_body(request)
+        try:
+            data = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ApiError(400, f"the body is not valid JSON: {err}") from err
+        try:
+            req = model_cls.model_validate(data)
+        except ValidationError as err:
+            first = err.errors()[0]
+            param = ".".join(str(p) for p in first["loc"])
+            raise ApiError(400, f"{param}: {first['msg']}", param=param) from err
+        if req.model != name:
+            raise ApiError(
+                404,
+                f"the model '{req.model}' does not exist; this server serves '{name}'",
+                param="model",
+                code="model_not_found",
+            )
+        return req
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return exc.response()
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> dict[str, Any]:
+        _check_key(request, key)
+        return {"object": "list", "data": [_model_card(name)]}
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> Any:
+        req = await body_of(request, ChatRequest)
+        try:
+            prompt = engine.builder.chat([_message(m) for m in req.messages])
+        except DataError as err:
+            raise ApiError(400, str(err), param="messages") from err
+        decoding = engine.decoding_for(req, prompt, engine.max_new_tokens)
+        return await _respond(engine, req, prompt, decoding, name, chat=True)
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Any:
+        req = await body_of(request, CompletionRequest)
+        texts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
+        if len(texts) != 1:
+            raise ApiError(400, "prompt: give one prompt per request", param="prompt")
+        prompt = engine.builder.text(texts[0])
+        decoding = engine.decoding_for(req, prompt, COMPLETION_DEFAULT_TOKENS)
+        return await _respond(engine, req, prompt, decoding, name, chat=False)
+
+    return app
+
+
+def _check_key(request: Request, key: str | None) -> None:
+    if key is None:
+        return
+    given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(given.encode(), key.encode()):
+        raise ApiError(
+            401, "missing or incorrect API key (send `Authorization: Bearer KEY`)", code="invalid_api_key"
+        )
+
+
+async def _read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY:
+        raise ApiError(413, f"the request body is over {MAX_BODY} bytes")
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY:
+            raise ApiError(413, f"the request body is over {MAX_BODY} bytes")
+    return raw
+
+
+def _message(message: Message) -> dict[str, str]:
+    content = message.content
+    if isinstance(content, list):
+        content = "".join(part.get("text", "") for part in content if part.get("type") == "text")
+    return {"role": message.role, "content": content}
+
+
+def _model_card(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": int(time.time()), "owned_by": "tunesmith"}
+
+
+async def _respond(
+    engine: Engine, req: _Common, prompt: list[int], decoding: Decoding, name: str, *, chat: bool
+) -> Any:
+    ident = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
+    if req.stream:
+        events = _events(engine.stream(prompt, decoding), ident, name, chat)
+        return StreamingResponse(events, media_type="text/event-stream")
+    out = await run_in_threadpool(engine.complete, prompt, decoding)
+    choice: dict[str, Any] = {"index": 0, "finish_reason": out.finish_reason}
+    choice |= (
+        {"message": {"role": "assistant", "content": out.text}}
+        if chat
+        else {"text": out.text, "logprobs": None}
+    )
+    return {
+        "id": ident,
+        "object": "chat.completion" if chat else "text_completion",
+        "created": int(time.time()),
+        "model": name,
+        "choices": [choice],
+        "usage": _usage(out),
+    }
+
+
+def _usage(out: Generated) -> dict[str, int]:
+    done = len(out.token_ids)
+    return {
+        "prompt_tokens": out.prompt_tokens,
+        "completion_tokens": done,
+        "total_tokens": out.prompt_tokens + done,
+    }
+
+
+def _events(pieces: Iterator[str | Generated], ident: str, name: str, chat: bool) -> Iterator[str]:
+    """Server-sent events: one chunk per text piece, a last chunk with the finish reason, then [DONE]."""
+    created, kind = int(time.time()), "chat.completion.chunk" if chat else "text_completion"
+
+    def chunk(text: str | None, finish: str | None, role: bool = False) -> str:
+        if chat:
+            delta = ({"role": "assistant"} if role else {}) | ({"content": text} if text is not None else {})
+            choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        else:
+            choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
+        body = {"id": ident, "object": kind, "created": created, "model": name, "choices": [choice]}
+        return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+    if chat:
+        yield chunk("", None, role=True)
+    for piece in pieces:
+        if isinstance(piece, Generated):
+            yield chunk(None, piece.finish_reason)
+        elif piece:
+            yield chunk(piece, None)
+    yield "data: [DONE]\n\n"
+
+
+def serve(loaded: Loaded) -> None:
+    """Run the server until interrupted; prints the address it listens on (the real port when api_port is 0)."""
+    import uvicorn
+
+    gen = loaded.cfg.generation
+    family = socket.AF_INET6 if ":" in gen.api_host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((gen.api_host, gen.api_port))
+    port = sock.getsockname()[1]
+    if gen.api_host not in ("127.0.0.1", "localhost", "::1"):
+        logger.warning("api_host %s: the server is reachable from other machines", gen.api_host)
+    print(f"serving {loaded.name} on http://{gen.api_host}:{port}/v1", flush=True)
+    config = uvicorn.Config(build_app(loaded), log_level="warning", timeout_graceful_shutdown=5)
+    uvicorn.Server(config).run(sockets=[sock])
