@@ -18,6 +18,10 @@ commands:
   train CONFIG [overrides]   train (the stage comes from the config, default sft)
   sft [CONFIG] [overrides]   train with stage=sft (accepts an ms-swift style `--model ... --dataset ...` line)
   pt [CONFIG] [overrides]    train with stage=pt (continued pre-training on plain text)
+  dpo | kto | rm [CONFIG] [overrides]
+                             train with stage=dpo (pairs; pref_loss sigmoid/ipo/orpo/simpo ...), kto, rm
+  rlhf --rlhf_type T [CONFIG] [overrides]
+                             ms-swift's command: T = dpo, orpo, simpo, kto or rm
   plan CONFIG [--json]       resolved config and derived numbers (world size, accumulation, steps, warmup)
   data CONFIG --export F.jsonl [--limit N]
                              process the datasets, write examples (ids, labels, text), print counts and lengths
@@ -103,6 +107,28 @@ def cmd_train(
 
     run_recipe(cfg)
     return 0
+
+
+# ms-swift's rlhf_type -> (stage, pref_loss or None)
+RLHF_TYPES = {
+    "dpo": ("dpo", None),
+    "orpo": ("dpo", "orpo"),
+    "simpo": ("dpo", "simpo"),
+    "kto": ("kto", None),
+    "rm": ("rm", None),
+}
+
+
+def cmd_rlhf(config: str | None, overrides: list[str], options: dict[str, Any]) -> int:
+    """`tunesmith rlhf --rlhf_type T ...`: the stage (and pref_loss) of ms-swift's rlhf_type, then train."""
+    kind = options.get("--rlhf_type", "dpo")
+    if kind not in RLHF_TYPES:
+        raise TunesmithError(
+            f"--rlhf_type: {kind!r} is not supported; allowed: {', '.join(RLHF_TYPES)} (cpo: use simpo with "
+            "pref_ftx, ppo/grpo/gkd: not available)"
+        )
+    stage, loss = RLHF_TYPES[kind]
+    return cmd_train(config, [*overrides, *([f"pref_loss={loss}"] if loss else [])], options, stage=stage)
 
 
 def cmd_plan(config: str | None, overrides: list[str], options: dict[str, Any]) -> int:
@@ -219,6 +245,10 @@ COMMANDS: dict[str, Command] = {
     "train": Command(cmd_train, {}, "train"),
     "sft": Command(lambda c, o, p: cmd_train(c, o, p, stage="sft"), {}, "train with stage=sft"),
     "pt": Command(lambda c, o, p: cmd_train(c, o, p, stage="pt"), {}, "train with stage=pt"),
+    "dpo": Command(lambda c, o, p: cmd_train(c, o, p, stage="dpo"), {}, "train with stage=dpo"),
+    "kto": Command(lambda c, o, p: cmd_train(c, o, p, stage="kto"), {}, "train with stage=kto"),
+    "rm": Command(lambda c, o, p: cmd_train(c, o, p, stage="rm"), {}, "train a reward model (stage=rm)"),
+    "rlhf": Command(lambda c, o, p: cmd_rlhf(c, o, p), {"--rlhf_type": True}, "ms-swift's rlhf command"),
     "export": Command(_infer("run_export"), _infer_flags("export"), "merge / convert into a plain HF model"),
     "convert": Command(_infer("run_export"), _infer_flags("export"), "alias of export"),
     "chat": Command(_infer("run_chat"), _infer_flags("chat"), "terminal chat"),
