@@ -150,7 +150,6 @@ def test_compile_backend_turns_compile_on():
         ("label_names=target", r"'label_names'.*'labels'"),
         ("remove_unused_columns=false", r"'remove_unused_columns'.*collator"),
         ("data_manager_type=mg", r"'data_manager_type'.*stage: pt"),
-        ("do_train=false", r"'do_train'.*always trains"),
     ],
 )
 def test_arguments_that_cannot_take_effect_are_refused(override, pattern):

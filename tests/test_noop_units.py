@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
+import torch
 
 from tunesmith.config import load_config
 from tunesmith.report import reporter as reporting
-from tunesmith.utils.errors import TunesmithError
+from tunesmith.utils.errors import ConfigError, TunesmithError
 
 
 def cfg_of(*overrides: str, validate: bool = True):
@@ -48,3 +50,76 @@ def test_report_to_defaults_to_none_and_unnamed_backends_never_stop_a_run(tmp_pa
         reporting.build_reporter(
             cfg_of(f"output_dir={tmp_path}", "report_to=tensorboard"), tmp_path, is_main=True
         )
+
+
+def test_batching_workers_are_real_threads_in_order_and_persistent_when_asked():
+    import threading
+
+    from tunesmith.data.batching.builder import batch_workers
+    from tunesmith.data.batching.workers import BatchWorkers
+
+    def build(i: int) -> tuple[int, str]:
+        time.sleep(0.01)
+        return i, threading.current_thread().name
+
+    pool = BatchWorkers(3, prefetch=2)
+    out = list(pool.map(build, range(12)))
+    assert [i for i, _ in out] == list(range(12))
+    assert len({name for _, name in out}) == 3 and pool._pool is None  # three threads, gone after the epoch
+    persistent = BatchWorkers(2, persistent=True)
+    first = {name for _, name in persistent.map(build, range(6))}
+    assert persistent._pool is not None and {name for _, name in persistent.map(build, range(6))} == first
+    persistent.close()
+    train = cfg_of(
+        "dataloader_num_workers=3", "dataloader_prefetch_factor=4", "dataloader_persistent_workers=true"
+    ).train
+    workers = batch_workers(train)
+    assert (workers.workers, workers.depth, workers.persistent) == (3, 12, True)
+    assert batch_workers(cfg_of("dataloader_num_workers=0").train) is None
+
+
+def test_eval_batches_kept_apart_and_moved_to_cpu_every_n_steps():
+    from tunesmith.train.evaluation import _Gathered
+
+    seen = []
+
+    def hook(prediction):
+        seen.append(prediction)
+        return {}
+
+    def gather(*overrides: str) -> _Gathered:
+        gathered = _Gathered(cfg_of(*overrides).train, hook)
+        for width in (3, 5, 4):
+            batch = {
+                "labels": torch.ones(2, width, dtype=torch.long),
+                "input_ids": torch.ones(2, width, dtype=torch.long),
+            }
+            gathered.add(batch, torch.zeros(2, width - 1, dtype=torch.long), 1.0)
+        return gathered
+
+    gather().finish()
+    assert seen[-1].predictions.shape == (6, 4)  # one array, padded to the widest batch
+    gather("eval_do_concat_batches=false").finish()
+    assert [p.shape for p in seen[-1].predictions] == [(2, 2), (2, 4), (2, 3)]
+    assert gather().on_device == 3 and gather("eval_accumulation_steps=2").on_device == 1
+
+
+def test_the_validation_split_follows_seed_not_data_seed(tmp_path, monkeypatch):
+    from helpers import tiny_tokenizer
+
+    from tunesmith.data.pipeline import build_datasets
+
+    monkeypatch.setenv("TUNESMITH_DATA_CACHE", str(tmp_path))
+
+    def held_out(*overrides: str) -> list[list[int]]:
+        cfg = cfg_of("dataset=demo", "dataset_dir=builtin:demo", "val_size=6", *overrides)
+        return build_datasets(cfg, tiny_tokenizer()).eval["eval"]["input_ids"]
+
+    base = held_out()
+    assert held_out("data_seed=7") == base
+    assert held_out("seed=7") != base
+
+
+def test_two_full_eval_precisions_are_refused():
+    with pytest.raises(ConfigError, match=r"'bf16_full_eval'.*'fp16_full_eval'"):
+        cfg_of("bf16_full_eval=true", "fp16_full_eval=true")

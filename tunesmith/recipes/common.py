@@ -18,7 +18,13 @@ from tunesmith.data.batching import build_batcher
 from tunesmith.data.pipeline import build_datasets
 from tunesmith.model import load_model, load_tokenizer, prepare_for_training
 from tunesmith.recipes import distributed
-from tunesmith.recipes.lifecycle import lifecycle_callbacks, predict_after_training, resume
+from tunesmith.recipes.lifecycle import (
+    evaluate_only,
+    evaluation_only,
+    lifecycle_callbacks,
+    predict_after_training,
+    resume,
+)
 from tunesmith.recipes.output_dir import OutputPlan, claim_output_dir, plan_output_dir
 from tunesmith.report import build_reporter, plot_run
 from tunesmith.train.callbacks import SaveOnAbort
@@ -74,6 +80,23 @@ def run_stage(cfg: TunesmithConfig, stage: str, parts: StageParts | None = None)
             run.close()
 
 
+def _evaluate_only(
+    cfg: TunesmithConfig, model: nn.Module, tokenizer: Any, data: Any, parts: StageParts
+) -> TrainState:
+    """`do_train: false`: evaluate / predict the loaded model (see `lifecycle.evaluate_only`)."""
+    objective = parts.objective(cfg, model) if parts.objective is not None else None
+    make_evaluator = None
+    if parts.evaluator is not None:
+        make_evaluator = lambda sets: parts.evaluator(cfg, sets, tokenizer, objective)  # noqa: E731
+    Path(cfg.train.output_dir).mkdir(parents=True, exist_ok=True)
+    reporter = reporter_for(cfg)
+    try:
+        evaluate_only(cfg, model, tokenizer, data, reporter, make_evaluator)
+    finally:
+        reporter.close()
+    return TrainState()
+
+
 def _train(
     cfg: TunesmithConfig, run: distributed.DistRun, output: OutputPlan, parts: StageParts
 ) -> TrainState:
@@ -87,6 +110,8 @@ def _train(
     ):
         model.to("cuda")
     run, model = distributed.wrap(run, model, cfg)
+    if evaluation_only(cfg):
+        return _evaluate_only(cfg, model, tokenizer, data, parts)
     batcher = distributed.sequence_slices(
         run,
         parts.build_batcher(cfg, data.train, tokenizer, rank=run.dp_rank, world_size=run.dp_size),

@@ -18,6 +18,7 @@ from tunesmith.train.predict import predict
 from tunesmith.train.signals import StopRequest
 from tunesmith.train.trainer import Trainer
 from tunesmith.utils import dist_env
+from tunesmith.utils.errors import ConfigError
 
 logger = logging.getLogger("tunesmith")
 
@@ -33,27 +34,71 @@ def lifecycle_callbacks(
     token-loss evaluator (a preference stage's)."""
     args = cfg.train
     evaluator = None
-    wanted = (
-        args.eval_strategy != "no" or args.do_eval
-    )  # do_eval alone: evaluate at the end, as HF scripts do
-    if eval_sets and wanted and args.do_eval is not False and make_evaluator is not None:
-        evaluator = make_evaluator(eval_sets)
-    elif eval_sets and wanted and args.do_eval is not False:
-        sets = {name: ds.select_columns(["input_ids", "labels"]) for name, ds in eval_sets.items()}
-        hook = load_hook(args.compute_metrics) if args.compute_metrics else None
-        evaluator = Evaluator(sets, args, _pad_id(tokenizer), compute_metrics=hook)
-    elif wanted and args.do_eval is not False:
-        logger.warning(
-            "eval_strategy %s / do_eval %s but no evaluation data (eval_dataset or val_size): no evaluation",
-            args.eval_strategy,
-            args.do_eval,
-        )
+    if args.eval_strategy != "no" or args.do_eval:  # do_eval alone: evaluate at the end, as HF scripts do
+        evaluator = build_evaluator(cfg, eval_sets, tokenizer, make_evaluator)
     layout = (dist_env.rank(), dist_env.local_rank(), dist_env.world_size())
     callbacks: list[Callback] = [EvalSaveControl(args, evaluator, stop, *layout)]
     early = early_stopping_from(args)
     if early is not None:
         callbacks.append(early)
     return callbacks
+
+
+def build_evaluator(
+    cfg: TunesmithConfig,
+    eval_sets: dict[str, Any],
+    tokenizer: Any,
+    make_evaluator: Callable[[dict[str, Any]], Any] | None = None,
+) -> Any:
+    """The evaluator of `eval_sets` (a stage's own through `make_evaluator`), or None when evaluation is off
+    (`do_eval: false`) or there is no evaluation data (then with a warning)."""
+    args = cfg.train
+    if args.do_eval is False:
+        return None
+    if not eval_sets:
+        logger.warning(
+            "eval_strategy %s / do_eval %s but no evaluation data (eval_dataset or val_size): no evaluation",
+            args.eval_strategy,
+            args.do_eval,
+        )
+        return None
+    if make_evaluator is not None:
+        return make_evaluator(eval_sets)
+    sets = {name: ds.select_columns(["input_ids", "labels"]) for name, ds in eval_sets.items()}
+    hook = load_hook(args.compute_metrics) if args.compute_metrics else None
+    return Evaluator(sets, args, _pad_id(tokenizer), compute_metrics=hook)
+
+
+def evaluation_only(cfg: TunesmithConfig) -> bool:
+    """`do_train: false` set explicitly: evaluate and/or predict the loaded model instead of training it."""
+    return cfg.is_set("do_train") and not cfg.train.do_train
+
+
+def evaluate_only(
+    cfg: TunesmithConfig,
+    model: Any,
+    tokenizer: Any,
+    data: Any,
+    reporter: Any,
+    make_evaluator: Callable[[dict[str, Any]], Any] | None = None,
+) -> dict[str, float]:
+    """`do_train: false`: `do_eval` evaluates the loaded model on the eval sets (eval_results.json), `do_predict`
+    / `predict_with_generate` predict as after training; nothing is trained or saved."""
+    args = cfg.train
+    metrics: dict[str, float] = {}
+    if args.do_eval:
+        evaluator = build_evaluator(cfg, data.eval, tokenizer, make_evaluator)
+        if evaluator is None:
+            raise ConfigError(
+                "do_eval: do_train is false but there is no evaluation data (eval_dataset or val_size)"
+            )
+        metrics = evaluator.evaluate(model)
+        reporter.log(metrics, 0)
+        if dist_env.rank() == 0:
+            (Path(args.output_dir) / "eval_results.json").write_text(json.dumps(metrics, indent=2))
+        logger.info("evaluation of the loaded model: %s", metrics)
+    metrics.update(predict_after_training(cfg, model, tokenizer, data) or {})
+    return metrics
 
 
 def resume(trainer: Trainer, path: Path | None) -> None:
