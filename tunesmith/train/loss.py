@@ -81,11 +81,22 @@ class CausalLMLoss:
     """Runs a model on a micro-batch and returns its summed token loss (and the MoE auxiliary loss)."""
 
     def __init__(
-        self, label_smoothing: float = 0.0, chunk_size: int | None = None, aux_loss_coef: float = 0.0
+        self,
+        label_smoothing: float = 0.0,
+        chunk_size: int | None = None,
+        aux_loss_coef: float = 0.0,
+        token_loss: Callable[..., torch.Tensor] | None = None,
     ):
+        """`token_loss(logits, labels, inputs)`, when given, replaces the summed cross-entropy (sft_losses.py)."""
+        if token_loss is not None and (label_smoothing or chunk_size):
+            raise ConfigError(
+                "use_dft_loss/use_eaft_loss/use_asft_loss: not combinable with label_smoothing_factor or "
+                "chunk_loss_size; drop those"
+            )
         self.label_smoothing = label_smoothing
         self.chunk_size = chunk_size or None
         self.aux_loss_coef = aux_loss_coef
+        self.token_loss = token_loss
 
     def __call__(
         self, model: torch.nn.Module, batch: Mapping[str, torch.Tensor]
@@ -99,7 +110,10 @@ class CausalLMLoss:
         if self.chunk_size:
             return self._chunked(model, inputs, labels, moe)
         out = model(**inputs, use_cache=False)
-        ce = token_ce_sum(out.logits, labels, self.label_smoothing)
+        if self.token_loss is not None:
+            ce = self.token_loss(out.logits, labels, batch_inputs(inputs))
+        else:
+            ce = token_ce_sum(out.logits, labels, self.label_smoothing)
         return ce, self._aux(out.aux_loss if moe else None, ce)
 
     def _chunked(
@@ -117,6 +131,11 @@ class CausalLMLoss:
         if aux is None:
             return ce.new_zeros(())
         return self.aux_loss_coef * aux.to(ce.device)
+
+
+def batch_inputs(inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The model inputs of a micro-batch without the options this loss added (for a reference model)."""
+    return {k: v for k, v in inputs.items() if k != "output_router_logits"}
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:

@@ -100,8 +100,14 @@ OPTIMIZERS: dict[str, tuple[Callable[[], Callable], Callable[[Any], dict[str, An
 }
 
 
-def build_optimizer(model: torch.nn.Module, train: Any) -> torch.optim.Optimizer:
-    """The optimizer for `model`'s trainable parameters as `train` (the training arguments) asks."""
+def build_optimizer(model: torch.nn.Module, train: Any, methods: Any = None) -> torch.optim.Optimizer:
+    """The optimizer for `model`'s trainable parameters as `train` (the training arguments) and `methods` (the
+    method arguments: LoRA+, GaLore, APOLLO, BAdam, Adam-mini; optim_methods.py) ask."""
+    from tunesmith.train.optim_methods import method_optimizer  # it builds on this module's tables
+
+    chosen = method_optimizer(model, train, methods)
+    if chosen is not None:
+        return chosen
     groups = param_groups(model, train.weight_decay)
     if not groups:
         raise ConfigError("the model has no trainable parameters; check finetuning_type and its options")

@@ -33,6 +33,7 @@ from tunesmith.train.loss import CausalLMLoss, unwrap, valid_tokens
 from tunesmith.train.optimizers import build_optimizer
 from tunesmith.train.precision import build_precision
 from tunesmith.train.schedulers import build_plugin_scheduler, build_scheduler
+from tunesmith.train.sft_losses import build_token_loss
 from tunesmith.train.token_counts import input_tokens_mode, step_input_tokens, window_rates
 from tunesmith.train.update import TorchUpdate
 from tunesmith.utils.errors import ConfigError, DataError, TunesmithError
@@ -88,14 +89,19 @@ class Trainer:
         sync_group: Any = None,
         engine: UpdateFactory | None = None,
         loss_fn: Any = None,
+        methods: Any = None,
     ) -> None:
         self.args, self.batcher = args, batcher
         self.device = next(model.parameters()).device
         # `loss_fn(model, micro_batch) -> (summed loss, aux)`; a stage's objective (train/losses) may also define
         # `units(micro_batch)` (what the step's loss is divided by: pairs, examples; default label tokens) and
         # `step_metrics(sync_group)` (metrics averaged over the step's units, logged as window means)
+        # `methods` (cfg.methods) may pick the optimizer (optim_methods.py) and the SFT token loss (sft_losses.py)
         self.loss_fn = loss_fn or CausalLMLoss(
-            args.label_smoothing_factor, args.chunk_loss_size, _aux_coef(model, aux_loss_coef)
+            args.label_smoothing_factor,
+            args.chunk_loss_size,
+            _aux_coef(model, aux_loss_coef),
+            token_loss=build_token_loss(methods, model),
         )
         self.reporter = reporter if reporter is not None else JsonlLog(args.output_dir)
         self.callbacks = list(callbacks)
@@ -109,7 +115,7 @@ class Trainer:
         self.epoch_length = len(batcher) if hasattr(batcher, "__len__") else None
         self.plan = self._plan()
         precision = build_precision(args, self.device)
-        optimizer = build_optimizer(model, args)
+        optimizer = build_optimizer(model, args, methods)
         if engine is None:
             self.update: Any = TorchUpdate(model, optimizer, precision, args.max_grad_norm)
         else:

@@ -4,8 +4,129 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tunesmith.config.fields import arg
+
+GALORE_PROJ = ("std", "reverse_std", "right", "left", "full")
 
 
 @dataclass
 class MethodArguments:
     """Training methods beyond plain full/freeze/LoRA: adapter variants, memory-saving optimizers, extra losses, selective training."""
+
+    # --- LoRA+ ----------------------------------------------------------------------------------------------------
+    loraplus_lr_ratio: float | None = arg(
+        None,
+        "LoRA+: learning rate of the LoRA B matrices = learning_rate x this ratio (unset: LoRA+ off).",
+        aliases=("lorap_lr_ratio",),
+        minimum=0,
+        exclusive_minimum=True,
+    )
+    loraplus_lr_embedding: float = arg(1e-6, "LoRA+: learning rate of LoRA embedding B matrices.", minimum=0)
+
+    # --- selective training (ms-swift full tuning, LLaMA-Factory freeze tuning) -----------------------------------
+    freeze_parameters: list[str] | None = arg(
+        None,
+        "Freeze the parameters whose names start with one of these prefixes (comma-separated or a list).",
+    )
+    freeze_parameters_regex: str | None = arg(
+        None, "Freeze the parameters whose names match this regular expression (re.search)."
+    )
+    freeze_parameters_ratio: float = arg(
+        0.0,
+        "Freeze this share of all parameter elements, in model order from the bottom (embeddings) upwards.",
+        minimum=0.0,
+        maximum=1.0,
+    )
+    trainable_parameters: list[str] | None = arg(
+        None,
+        "Make the parameters whose names start with one of these prefixes trainable (wins over freeze_*).",
+    )
+    trainable_parameters_regex: str | None = arg(
+        None, "Make the parameters whose names match this regular expression trainable (wins over freeze_*)."
+    )
+    freeze_extra_modules: list[str] | None = arg(
+        None,
+        "freeze tuning: modules outside the decoder layers that train too (e.g. embed_tokens,lm_head).",
+    )
+    use_llama_pro: bool = arg(
+        False,
+        "LLaMA-Pro on an already expanded model (freeze tuning): train freeze_trainable_layers blocks spread "
+        "evenly, the last of each group of num_layers / freeze_trainable_layers layers.",
+    )
+    llamapro_num_new_blocks: int | None = arg(
+        None,
+        "LLaMA-Pro expansion: insert this many identity-initialised copies of decoder blocks and train only "
+        "them (unset: no expansion).",
+        minimum=1,
+    )
+    llamapro_num_groups: int | None = arg(
+        None,
+        "LLaMA-Pro expansion: split the layers into this many groups, each followed by its new blocks "
+        "(default: one group per new block).",
+        minimum=1,
+    )
+    lisa_activated_layers: int = arg(
+        0,
+        "LISA: train only this many randomly drawn decoder layers at a time (0: off); full tuning only.",
+        minimum=0,
+    )
+    lisa_step_interval: int = arg(20, "LISA: draw new layers every this many optimizer steps.", minimum=1)
+
+    # --- SFT losses -----------------------------------------------------------------------------------------------
+    use_dft_loss: bool = arg(
+        False, "DFT (dynamic fine-tuning): each token's CE weighted by its detached probability p(y)."
+    )
+    use_eaft_loss: bool = arg(
+        False,
+        "EAFT: each token's CE weighted by (top-20 entropy / 3) ** eaft_alpha of the detached prediction.",
+    )
+    eaft_alpha: float = arg(1.0, "EAFT: power of the entropy weight.", minimum=0)
+    use_asft_loss: bool = arg(
+        False,
+        "ASFT: the DFT loss plus asft_alpha x KL(reference || model) per token; the reference is the "
+        "starting model (frozen copy).",
+    )
+    asft_alpha: float = arg(0.1, "ASFT: weight of the KL term.", minimum=0)
+
+    # --- memory-saving optimizers ---------------------------------------------------------------------------------
+    use_galore: bool = arg(
+        False, "GaLore: Adam states of the target matrices kept in a low-rank projection (galore-torch)."
+    )
+    galore_target: str | list[str] = arg(
+        "all", "GaLore: linear modules it applies to: all, or module-name substrings (comma-separated)."
+    )
+    galore_rank: int = arg(16, "GaLore: rank of the gradient projection.", minimum=1)
+    galore_update_interval: int = arg(200, "GaLore: steps between projection updates.", minimum=1)
+    galore_scale: float = arg(2.0, "GaLore: scale of the projected update.", minimum=0)
+    galore_proj_type: str = arg("std", "GaLore: projection side.", choices=GALORE_PROJ)
+    galore_layerwise: bool = arg(False, "GaLore: update each layer inside backward (refused here).")
+    use_apollo: bool = arg(
+        False,
+        "APOLLO: AdamW with channel/tensor-wise scaling from a low-rank auxiliary state (apollo-torch).",
+    )
+    apollo_target: str | list[str] = arg(
+        "all", "APOLLO: linear modules it applies to: all, or module-name substrings (comma-separated)."
+    )
+    apollo_rank: int = arg(16, "APOLLO: rank of the auxiliary space.", minimum=1)
+    apollo_update_interval: int = arg(200, "APOLLO: steps between projection updates.", minimum=1)
+    apollo_scale: float = arg(32.0, "APOLLO: scale of the update.", minimum=0)
+    apollo_proj: str = arg("random", "APOLLO: projection kind.", choices=("svd", "random"))
+    apollo_proj_type: str = arg("std", "APOLLO: projection side.", choices=("std", "right", "left"))
+    apollo_scale_type: str = arg("channel", "APOLLO: scaling granularity.", choices=("channel", "tensor"))
+    apollo_scale_front: bool = arg(False, "APOLLO: apply the norm-growth limiter before scaling.")
+    apollo_layerwise: bool = arg(False, "APOLLO: update each layer inside backward (refused here).")
+    use_badam: bool = arg(False, "BAdam: update one block of parameters at a time (badam).")
+    badam_mode: str = arg(
+        "layer",
+        "BAdam: layer (one decoder layer per block at a time); ratio (sparse updates) is refused here.",
+        choices=("layer", "ratio"),
+    )
+    badam_start_block: int | None = arg(
+        None, "BAdam layer mode: block to start with (default from the mode)."
+    )
+    badam_switch_mode: str = arg(
+        "ascending", "BAdam layer mode: block order.", choices=("ascending", "descending", "random", "fixed")
+    )
+    badam_switch_interval: int = arg(50, "BAdam layer mode: optimizer steps per block.", minimum=1)
+    badam_verbose: int = arg(0, "BAdam: verbosity (0, 1, 2).", choices=(0, 1, 2))
+    use_adam_mini: bool = arg(False, "Adam-mini: one second-moment value per parameter block (adam-mini).")

@@ -22,6 +22,10 @@ OPTIMIZERS = (
     "lion",
     "adagrad",
     "rmsprop",
+    "galore_adamw",
+    "galore_adamw_8bit",
+    "galore_adafactor",
+    "apollo_adamw",
 )
 SCHEDULERS = (
     "linear",

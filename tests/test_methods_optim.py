@@ -1,0 +1,122 @@
+"""LoRA+, GaLore, APOLLO, BAdam and Adam-mini: each trains a few steps and shows its defining effect (param-group
+learning rates, low-rank optimizer states, block-wise updates, per-block second moments); saved results reload
+with equal logits."""
+
+from __future__ import annotations
+
+import pytest
+from methods_helpers import changed, logits, micro_batches, setup, snapshot, trainer_for
+from peft import AutoPeftModelForCausalLM
+from transformers import AutoModelForCausalLM
+
+from tunesmith.model import save_pretrained_output
+from tunesmith.utils.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    return tiny_model_dir
+
+
+def _train(cfg, model, tok, steps_data=3):
+    data = micro_batches(tok, steps_data)
+    trainer = trainer_for(cfg, model, data)
+    history = trainer.train().log_history
+    trainer.close()
+    return trainer, data, history
+
+
+def test_loraplus_groups_and_reload(tmp_path, tiny):
+    cfg, tok, model = setup(tiny, tmp_path, "finetuning_type=lora", "lorap_lr_ratio=16", "lora_rank=4")
+    trainer, data, history = _train(cfg, model, tok)
+    groups = {(g["names"][0].split(".")[-3] if g["names"] else ""): g for g in trainer.optimizer.param_groups}
+    assert groups["lora_A"]["initial_lr"] == pytest.approx(1e-2)
+    assert groups["lora_B"]["initial_lr"] == pytest.approx(16e-2)
+    assert all("lora_B" in n for n in groups["lora_B"]["names"])
+    ratios = [g["lr"] for g in trainer.optimizer.param_groups if g["params"]]
+    assert max(ratios) == pytest.approx(16 * min(ratios))  # the schedule scales both alike
+    out = save_pretrained_output(model, tok, tmp_path / "final")
+    expected = logits(model, data[0])
+    got = logits(AutoPeftModelForCausalLM.from_pretrained(out), data[0])
+    assert (got - expected).abs().max() < 1e-4
+
+
+def test_loraplus_needs_lora(tmp_path, tiny):
+    cfg, tok, model = setup(tiny, tmp_path, "loraplus_lr_ratio=16")
+    with pytest.raises(ConfigError, match="LoRA B"):
+        trainer_for(cfg, model, micro_batches(tok, 1))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ("use_galore=true", "galore_rank=4", "galore_target=mlp,self_attn"),
+        ("optim=galore_adamw", "optim_target_modules=all-linear", "optim_args=rank=4"),
+        ("use_apollo=true", "apollo_rank=4", "apollo_scale_type=tensor"),
+    ],
+    ids=["galore", "hf_galore", "apollo"],
+)
+def test_low_rank_state_and_reload(tmp_path, tiny, overrides):
+    cfg, tok, model = setup(tiny, tmp_path, *overrides)
+    trainer, data, history = _train(cfg, model, tok)
+    weight = dict(model.named_parameters())["model.layers.0.mlp.up_proj.weight"]  # 128 x 64
+    state = trainer.optimizer.state[weight]
+    assert 4 in state["exp_avg"].shape and state["exp_avg"].numel() < weight.numel() / 10
+    embed_state = trainer.optimizer.state[dict(model.named_parameters())["model.embed_tokens.weight"]]
+    assert (
+        embed_state["exp_avg"].shape == dict(model.named_parameters())["model.embed_tokens.weight"].shape
+    )  # not a target: full state
+    assert (
+        weight.detach()
+        .ne(snapshot(AutoModelForCausalLM.from_pretrained(tiny))["model.layers.0.mlp.up_proj.weight"])
+        .any()
+    )
+    out = save_pretrained_output(model, tok, tmp_path / "final")
+    assert (
+        logits(AutoModelForCausalLM.from_pretrained(out), data[0]) - logits(model, data[0])
+    ).abs().max() < 1e-5
+
+
+def test_layerwise_galore_is_refused(tmp_path, tiny):
+    cfg, tok, model = setup(tiny, tmp_path, "use_galore=true", "galore_layerwise=true")
+    with pytest.raises(ConfigError, match="galore_layerwise"):
+        trainer_for(cfg, model, micro_batches(tok, 1))
+
+
+def test_badam_layer_mode_updates_one_block(tmp_path, tiny):
+    cfg, tok, model = setup(
+        tiny, tmp_path, "use_badam=true", "badam_switch_mode=descending", "badam_switch_interval=50"
+    )
+    before = snapshot(model)
+    _, data, history = _train(cfg, model, tok)
+    assert changed(model, before) == {n for n in before if n.startswith("model.layers.1.")}
+    out = save_pretrained_output(model, tok, tmp_path / "final")
+    assert (
+        logits(AutoModelForCausalLM.from_pretrained(out), data[0]) - logits(model, data[0])
+    ).abs().max() < 1e-5
+
+
+def test_badam_ratio_mode_is_refused(tmp_path, tiny):
+    cfg, tok, model = setup(tiny, tmp_path, "use_badam=true", "badam_mode=ratio")
+    with pytest.raises(ConfigError, match="badam_mode: ratio"):
+        trainer_for(cfg, model, micro_batches(tok, 1))
+
+
+def test_adam_mini_keeps_one_second_moment_per_block(tmp_path, tiny):
+    cfg, tok, model = setup(tiny, tmp_path, "use_adam_mini=true")
+    before = snapshot(model)
+    trainer, data, history = _train(cfg, model, tok)
+    assert changed(model, before)
+    weight = dict(model.named_parameters())["model.layers.0.mlp.up_proj.weight"]
+    v = trainer.optimizer.state[weight].get("vmean")
+    assert v is not None and v.numel() < weight.numel()
+    out = save_pretrained_output(model, tok, tmp_path / "final")
+    assert (
+        logits(AutoModelForCausalLM.from_pretrained(out), data[0]) - logits(model, data[0])
+    ).abs().max() < 1e-5
+
+
+def test_two_optimizer_methods_are_refused(tmp_path, tiny):
+    cfg, tok, model = setup(tiny, tmp_path, "use_galore=true", "use_adam_mini=true")
+    with pytest.raises(ConfigError, match="use_galore and use_adam_mini"):
+        trainer_for(cfg, model, micro_batches(tok, 1))
