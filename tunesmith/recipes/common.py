@@ -139,6 +139,7 @@ def _train(
         sync_group=run.sync_group,
         engine=distributed.engine_update(run, cfg),
         loss_fn=objective,
+        methods=cfg.methods,
     )
     resume(trainer, output.resume)
     try:
