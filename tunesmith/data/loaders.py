@@ -55,6 +55,8 @@ def load_raw(
             streaming=streaming,
             cache_dir=cache_dir,
             num_proc=None if streaming or len(files) < 2 else num_proc,
+            # `datasets` keys its own copy by path, size and time: re-read, since our key (contents) changed
+            download_mode=datasets.DownloadMode.FORCE_REDOWNLOAD,
         )
     except Exception as err:  # the datasets/pyarrow message has no line number: find the bad line ourselves
         raise _explain(files, builder, err) from err
