@@ -86,10 +86,6 @@ def test_qlora_base_is_4bit():
         ({"use_flash_attn": True}, "use_flash_attn: flash_attention_2 needs a CUDA GPU"),
         ({"attn_impl": "flex_attention"}, "no backward pass on CPU"),
         ({"use_liger_kernel": True}, "use_liger_kernel: needs a CUDA GPU (Liger kernels run on Triton"),
-        (
-            {"use_fused_rotary_pos_emb": True},
-            "use_fused_rotary_pos_emb: MindSpeed's fused rotary embedding is an NPU",
-        ),
         ({"use_triton_gdn": True}, "use_triton_gdn: needs a CUDA GPU"),
         ({"gdn_chunk_size": 32}, "gdn_chunk_size"),
         ({"router_aux_loss_coef": 0.01}, "router_aux_loss_coef: model type 'qwen2' has no MoE router"),
@@ -105,6 +101,15 @@ def test_clear_refusals(fields, needle, tiny_model_dir):
         _load(str(tiny_model_dir), **fields)
     assert needle in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_speed_switches_without_a_kernel_warn_and_defaults_pass(caplog):
+    with caplog.at_level("WARNING", logger="tunesmith"):
+        _load(use_fused_rotary_pos_emb=True, gdn_chunk_size=64)  # MindSpeed configs carry both
+    assert (
+        "use_fused_rotary_pos_emb: MindSpeed's fused rotary embedding is an NPU kernel missing here"
+        in caplog.text
+    )
 
 
 def test_router_aux_loss_coef_reaches_moe_config(tmp_path):

@@ -123,3 +123,13 @@ def test_the_validation_split_follows_seed_not_data_seed(tmp_path, monkeypatch):
 def test_two_full_eval_precisions_are_refused():
     with pytest.raises(ConfigError, match=r"'bf16_full_eval'.*'fp16_full_eval'"):
         cfg_of("bf16_full_eval=true", "fp16_full_eval=true")
+
+
+def test_model_id_is_checked_for_every_model_not_only_a_local_folder():
+    from tunesmith.model import load_model, load_tokenizer
+
+    cfg = cfg_of(
+        "model_id=qwen3"
+    )  # builtin:tiny is a qwen2 model and has no config.json folder to read first
+    with pytest.raises(ConfigError, match=r"model_id: 'qwen3' does not match the model's type 'qwen2'"):
+        load_model(cfg, load_tokenizer(cfg))

@@ -73,8 +73,14 @@ def test_learning_rate_end_and_power_fields():
 def test_scheduler_errors_name_the_field():
     with pytest.raises(ConfigError, match="lr_scheduler_kwargs: 'bogus'"):
         build_scheduler(fresh(), "cosine", 0, 10, {"bogus": 1})
-    with pytest.raises(ConfigError, match="learning_rate_end"):
-        build_scheduler(fresh(), "linear", 0, 10, {}, learning_rate_end=1e-5)
+
+
+def test_min_lr_with_a_linear_schedule_warns_and_changes_nothing(caplog):
+    o1, o2 = fresh(), fresh()
+    with caplog.at_level("WARNING", logger="tunesmith"):
+        ours = curve(build_scheduler(o1, "linear", WARMUP, TOTAL, {}, learning_rate_end=1e-5), o1)
+    assert "learning_rate_end (min_lr) has no effect with the linear schedule" in caplog.text
+    assert ours == curve(build_scheduler(o2, "linear", WARMUP, TOTAL, {}), o2)
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,8 @@ REFUSED: dict[str, str] = {
     "push_to_hub": _HUB,
     "export_hub_model_id": "uploading an export to the Hub is not implemented (no network here); export with "
     "export_dir, then upload that folder with `hf upload REPO EXPORT_DIR`",
+    "export_legacy_format": "transformers 5 writes safetensors only (save_pretrained has no .bin option any more); "
+    "every current loader reads safetensors, so export without it",
     "hub_model_id": f"only used with push_to_hub: {_HUB}",
     "hub_strategy": f"only used with push_to_hub: {_HUB}",
     "hub_token": f"only used with push_to_hub: {_HUB}",
@@ -55,8 +57,10 @@ def check_unsupported(cfg: TunesmithConfig) -> None:
         if cfg.is_set(name) and cfg.get(name) != fields[name].default:
             raise ConfigError(f"{cfg.where(name)}: {why}")
     train = cfg.train
-    if cfg.is_set("do_train") and not train.do_train and not (
-        train.do_eval or train.do_predict or train.predict_with_generate
+    if (
+        cfg.is_set("do_train")
+        and not train.do_train
+        and not (train.do_eval or train.do_predict or train.predict_with_generate)
     ):
         raise ConfigError(
             f"{cfg.where('do_train')}: with do_train false set do_eval and/or do_predict (evaluate or predict the "
@@ -93,14 +97,18 @@ def _check_data_manager(cfg: TunesmithConfig) -> None:
 
 
 def _check_model_id(cfg: TunesmithConfig) -> None:
-    """`model_id` names MindSpeed's own implementation; tunesmith runs transformers' one for the same model type,
-    so the id must match the model's config."""
-    model_id = cfg.model.model_id
+    """Before loading: `model_id` against a local model's config.json (the model loader checks every model)."""
     path = Path(str(cfg.model.model_name_or_path)) / "config.json"
-    if model_id is None or not path.is_file():
-        return
-    model_type = json.loads(path.read_text(encoding="utf-8")).get("model_type")
-    if model_type != _MODEL_TYPES[model_id]:
-        raise ConfigError(
-            f"{cfg.where('model_id')}: {model_id!r} does not match the model's type {model_type!r} ({path})"
-        )
+    if cfg.model.model_id is not None and path.is_file():
+        model_type = json.loads(path.read_text(encoding="utf-8")).get("model_type")
+        check_model_id(cfg.model.model_id, model_type, f"{cfg.where('model_id')}", str(path))
+
+
+def check_model_id(
+    model_id: str | None, model_type: str | None, where: str = "model_id", source: str = ""
+) -> None:
+    """`model_id` names MindSpeed's own implementation of a model type; tunesmith runs transformers' one for the
+    same type, so the id must match the model's type."""
+    if model_id is not None and model_type != _MODEL_TYPES[model_id]:
+        at = f" ({source})" if source else ""
+        raise ConfigError(f"{where}: {model_id!r} does not match the model's type {model_type!r}{at}")

@@ -46,6 +46,9 @@ def resolve_attn_impl(margs: Any) -> str:
     return name
 
 
+GDN_CHUNK_DEFAULT = 64
+
+
 def check_kernel_flags(margs: Any) -> None:
     """Refuse kernel flags that cannot run here: GPU-only ones without a GPU, ones with no implementation."""
     gpu_only = {
@@ -55,18 +58,17 @@ def check_kernel_flags(margs: Any) -> None:
     for field, why in gpu_only.items():
         if getattr(margs, field) and not torch.cuda.is_available():
             raise ConfigError(f"{field}: needs a CUDA GPU ({why}); remove it to train on CPU")
-    if margs.use_fused_rotary_pos_emb:
-        raise ConfigError(
-            "use_fused_rotary_pos_emb: MindSpeed's fused rotary embedding is an NPU operator with no counterpart "
-            "here; remove it (rotary embeddings run unfused)"
+    if margs.use_fused_rotary_pos_emb:  # a speed switch: the same numbers either way
+        logger.warning(
+            "use_fused_rotary_pos_emb: MindSpeed's fused rotary embedding is an NPU kernel missing here; rotary "
+            "embeddings run unfused (same results, no speed-up)"
         )
     if margs.liger_kernel_config and not margs.use_liger_kernel:
         raise ConfigError("liger_kernel_config: set only with use_liger_kernel: true")
 
 
-def apply_kernels(model: nn.Module, margs: Any, is_set: Any) -> None:
-    """Apply the kernel switches that have an implementation on this machine; `is_set(name)` says whether the
-    user set argument `name` explicitly."""
+def apply_kernels(model: nn.Module, margs: Any) -> None:
+    """Apply the kernel switches that have an implementation on this machine."""
     if margs.use_liger_kernel:
         _apply_liger(model, margs.liger_kernel_config or {})
     if margs.use_fused_rmsnorm:
@@ -76,7 +78,9 @@ def apply_kernels(model: nn.Module, margs: Any, is_set: Any) -> None:
         logger.info("use_fused_rmsnorm: %d RMSNorm layers use torch.nn.functional.rms_norm", count)
     if margs.moe_grouped_gemm:
         _use_grouped_gemm(model)
-    if is_set("gdn_chunk_size") or margs.use_triton_gdn:
+    if (
+        margs.gdn_chunk_size != GDN_CHUNK_DEFAULT or margs.use_triton_gdn
+    ):  # the default is in every MindSpeed config
         field = "use_triton_gdn" if margs.use_triton_gdn else "gdn_chunk_size"
         raise ConfigError(
             f"{field}: Gated DeltaNet models are not supported by tunesmith yet; remove {field}"

@@ -17,6 +17,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from tunesmith.config.unsupported import check_model_id
 from tunesmith.model.fused_ops import apply_kernels, check_kernel_flags, resolve_attn_impl
 from tunesmith.model.source import check_remote_code, hub_kwargs, load_or_explain, resolve_source
 from tunesmith.model.vocab import resize_and_init
@@ -38,6 +39,7 @@ def load_model(cfg: Any, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
     check_remote_code(source, margs.trust_remote_code, FIELD)
     config = load_or_explain(lambda: AutoConfig.from_pretrained(source, **hub_kwargs(margs)), source, FIELD)
     _apply_config_overrides(config, margs)
+    check_model_id(margs.model_id, getattr(config, "model_type", None))
     attn = resolve_attn_impl(margs)
     dtype = _dtype(margs.torch_dtype, config)
     quant = quantization_config(margs, dtype)
@@ -68,7 +70,7 @@ def load_model(cfg: Any, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
     if quant is not None:
         _keep_4bit_trainable_layout(model)
     resize_and_init(model, tokenizer, margs, seed)
-    apply_kernels(model, margs, cfg.is_set)
+    apply_kernels(model, margs)
     return model
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import logging
 import math
 from typing import Any
 
@@ -23,6 +24,8 @@ from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
 from tunesmith.config.plugins import LR_SCHEDULER, PluginSpec, build_params
 from tunesmith.utils.errors import ConfigError
+
+logger = logging.getLogger("tunesmith")
 
 
 def _warmup(step: int, warmup: int) -> float:
@@ -137,8 +140,12 @@ def _schedule_params(
         accepted.append("lr_init")
     elif name in ("cosine", "cosine_with_min_lr") and lr_end is not None:
         kwargs.setdefault("min_lr_rate", lr_end / lr)
-    elif lr_end is not None:
-        raise ConfigError(f"learning_rate_end applies to cosine and polynomial schedules, not {name!r}")
+    elif (
+        lr_end is not None
+    ):  # MindSpeed configs carry min_lr whatever the schedule; it documents no effect here
+        logger.warning(
+            "learning_rate_end (min_lr) has no effect with the %s schedule (cosine and polynomial only)", name
+        )
     if name == "cosine_with_min_lr" and "min_lr_rate" not in kwargs:
         raise ConfigError(
             "lr_scheduler_type cosine_with_min_lr needs learning_rate_end (min_lr) or min_lr_rate"
