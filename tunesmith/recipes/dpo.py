@@ -13,7 +13,7 @@ from tunesmith.train.trainer import TrainState
 def run(cfg: TunesmithConfig) -> TrainState:
     """Train the policy of `cfg` on its preference pairs and save it to output_dir."""
     stage = PreferenceStage(
-        lambda c, ref, adapter: PairObjective(c.preference, ref, adapter),
+        lambda c, model, ref, adapter: PairObjective(c.preference, ref, adapter),
         with_reference=lambda c: needs_reference(c.preference),
     )
     return run_stage(cfg, "dpo", stage.parts())

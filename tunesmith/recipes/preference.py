@@ -16,8 +16,8 @@ from tunesmith.model.reference import build_reference, place_like, uses_adapter_
 from tunesmith.recipes.common import StageParts
 from tunesmith.train.preference_eval import PreferenceEvaluator
 
-# (cfg, reference module or None, adapter reference?) -> the objective
-ObjectiveFactory = Callable[[TunesmithConfig, nn.Module | None, bool], Any]
+# (cfg, the wrapped policy, reference module or None, adapter reference?) -> the objective
+ObjectiveFactory = Callable[[TunesmithConfig, nn.Module, nn.Module | None, bool], Any]
 
 
 def disable_dropout(model: nn.Module) -> None:
@@ -78,8 +78,7 @@ class PreferenceStage:
 
     def objective(self, cfg: TunesmithConfig, model: nn.Module) -> Any:
         """The trainer's loss, the reference placed beside the policy."""
-        self.loss = self.make_objective(cfg, place_like(self.reference, model), self.adapter_reference)
-        return self.loss
+        return self.make_objective(cfg, model, place_like(self.reference, model), self.adapter_reference)
 
     def evaluator(self, cfg: TunesmithConfig, sets: dict[str, Any], tokenizer: Any, objective: Any) -> Any:
         """The stage's loss and metrics on the eval sets."""
