@@ -28,7 +28,15 @@ REPOS = {
     "trl": "huggingface/trl",
     "mindspeed": "Ascend/MindSpeed-LLM",
 }
-SWIFT_CAP, SWIFT_CAPS = 3, {"grpo": 2, "multi-node": 1}
+SWIFT_CAP, SWIFT_CAPS = 2, {"multi-node": 1}
+LF_CAPS = {"ascend": 2, "ktransformers": 2, "inference": 2, "merge_lora": 2}  # near-identical variants
+MINDSPEED_SKIP = (
+    "pretrain_qwen3_14b",
+    "pretrain_qwen3_32b",
+    "pretrain_qwen3_8b_4k_fsdp2_A3",
+    "qwen3_235b",
+    "30b_4k_fsdp2_A5",
+)
 SWIFT_ONE_PER_SUBDIR = (
     "rlhf",
     "tuners",
@@ -112,8 +120,11 @@ def gather_lf(repo: Repo, out: Writer) -> None:
         "examples/ktransformers/accelerate/",
         "examples/extras/multi_tokens/",
     )
+    taken: dict[str, int] = defaultdict(int)
     for path in repo.files("examples"):
-        if path.endswith(".yaml") and not path.startswith(skip):
+        folder = path.split("/")[1]
+        if path.endswith(".yaml") and not path.startswith(skip) and taken[folder] < LF_CAPS.get(folder, 999):
+            taken[folder] += 1
             out.put("lf_v0", flat_name(path, "examples/"), repo.show(path), repo, path)
         elif path.startswith(
             ("examples/deepspeed/", "examples/accelerate/", "examples/ktransformers/accelerate/")
@@ -177,7 +188,7 @@ def gather_swift(repo: Repo, out: Writer) -> None:
 
 def gather_mindspeed(repo: Repo, out: Writer) -> None:
     for path in repo.files("examples/fsdp2"):
-        if path.endswith(".yaml"):
+        if path.endswith(".yaml") and not any(s in path for s in MINDSPEED_SKIP):
             out.put("mindspeed", flat_name(path, "examples/fsdp2/"), repo.show(path), repo, path)
     for path in MINDSPEED_CMDS:
         (cmd,) = command_lines(repo.show(path), TRAIN_LINE["mindspeed"])
@@ -202,9 +213,9 @@ def gather_trl_cli_docs(repo: Repo, out: Writer, path: str = "docs/source/clis.m
     n, seen = 0, defaultdict(int)
     for kind, block in blocks:
         named = re.match(r"# (\w+)\.yaml\n", block)
-        if kind == "yaml" and named:
+        if kind == "yaml" and named and not seen[named.group(1)]:  # the first of each: the others add one key
             seen[named.group(1)] += 1
-            out.put("hf_trl", f"trl__clis__{named.group(1)}__{seen[named.group(1)]}.yaml", block, repo, path)
+            out.put("hf_trl", f"trl__clis__{named.group(1)}.yaml", block, repo, path)
         for cmd in command_lines(block, line) if kind == "bash" else []:
             if "--config" not in cmd:
                 n += 1

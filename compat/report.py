@@ -1,0 +1,106 @@
+"""The corpus runner's tables: per source (trained / refused with the keys / crashed) and per config."""
+
+from __future__ import annotations
+
+import datetime
+from collections import Counter
+from pathlib import Path
+
+from compat.outcome import Outcome
+
+HEADER = """# Compatibility: the peers' own example configs
+
+`compat/corpus/` holds {total} real configs taken from the peers' repositories (LLaMA-Factory v0 and v1
+examples, ms-swift's example scripts, TRL and transformers command lines and YAMLs, MindSpeed-LLM FSDP2
+YAMLs and command lines; `compat/corpus/SOURCES.tsv` gives the repository, path and commit of each).
+`make compat` runs each through the real `tunesmith` command line ({mode}) after rewriting only the model
+(`builtin:tiny`), the data (small local files of the format the config reads, a local `dataset_info.json`
+for the dataset names it uses), the output folder, `max_steps: 2` and the cutoff length (128, where the config
+sets one); notes in the table say where something else was neutralised (no network, 2 CPU cores, one node).
+A command line runs as the tunesmith command that stands for the peer's: `swift sft|pt|rlhf` ->
+`tunesmith sft|pt|rlhf`, `trl sft` / `python sft.py` -> `tunesmith sft`, other TRL trainers ->
+`tunesmith train --stage <trainer>`, `run_clm.py` -> `tunesmith pt`, MindSpeed's `train_fsdp2.py FILE` and
+LLaMA-Factory's `llamafactory-cli train FILE` -> `tunesmith train FILE` (`export` / `chat` for the merge and
+inference examples).
+
+Outcomes: **{ok}** (exit 0{ok_note}), **refused** (non-zero exit with a one-line error; the key it names is
+listed), **crash** (a traceback, a timeout, or an exit without a one-line error: each is a bug).
+Measured {date}.
+"""
+
+
+def per_source(outcomes: list[Outcome]) -> dict[str, Counter]:
+    table: dict[str, Counter] = {}
+    for o in outcomes:
+        table.setdefault(o.source, Counter())[o.status] += 1
+    return table
+
+
+def format_summary(outcomes: list[Outcome]) -> str:
+    """A Markdown table per source: configs, trained (or resolved), refused, crash, pass rate."""
+    ok = "resolved" if any(o.status == "resolved" for o in outcomes) else "trained"
+    lines = [
+        f"| source | configs | {ok} | refused | crash | {ok} share |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    table = per_source(outcomes)
+    for source, counts in table.items():
+        total = sum(counts.values())
+        lines.append(
+            f"| {source} | {total} | {counts[ok]} | {counts['refused']} | {counts['crash']} | {counts[ok] / total:.0%} |"
+        )
+    total = len(outcomes)
+    done = sum(c[ok] for c in table.values())
+    refused = sum(c["refused"] for c in table.values())
+    crash = sum(c["crash"] for c in table.values())
+    lines.append(f"| **all** | {total} | {done} | {refused} | {crash} | {done / max(total, 1):.0%} |")
+    return "\n".join(lines)
+
+
+def refusal_keys(outcomes: list[Outcome]) -> str:
+    """Per source, the keys refusals name, most frequent first."""
+    lines = []
+    for source in dict.fromkeys(o.source for o in outcomes):
+        keys = Counter(
+            o.key or "(no key named)" for o in outcomes if o.source == source and o.status == "refused"
+        )
+        if keys:
+            lines.append(f"- **{source}**: " + ", ".join(f"`{k}` ({n})" for k, n in keys.most_common()))
+    return "\n".join(lines) or "- none"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def per_config(outcomes: list[Outcome]) -> str:
+    lines = ["| config | outcome | key | message | notes |", "| --- | --- | --- | --- | --- |"]
+    for o in outcomes:
+        message = _cell(o.message[:200])
+        notes = _cell("; ".join(o.notes))
+        lines.append(f"| `{o.entry}` | {o.status} | {_cell(o.key)} | {message} | {notes} |")
+    return "\n".join(lines)
+
+
+def write_docs(path: Path, outcomes: list[Outcome], plan_only: bool) -> None:
+    ok = "resolved" if plan_only else "trained"
+    header = HEADER.format(
+        total=len(outcomes),
+        mode="`tunesmith plan`, with --plan-only" if plan_only else "2 training steps each",
+        ok=ok,
+        ok_note="" if plan_only else ", a trainer_log.jsonl written",
+        date=datetime.date.today().isoformat(),
+    )
+    crashes = [o for o in outcomes if o.status == "crash"]
+    body = [
+        header,
+        "## Per source\n",
+        format_summary(outcomes),
+        "\n## Keys named by the refusals\n",
+        refusal_keys(outcomes),
+        "\n## Crashes\n",
+        "\n".join(f"- `{o.entry}`: {_cell(o.message)}" for o in crashes) or "- none",
+        "\n## Per config\n",
+        per_config(outcomes),
+    ]
+    path.write_text("\n".join(body) + "\n", encoding="utf-8")

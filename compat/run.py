@@ -1,0 +1,119 @@
+"""Run every corpus config through the real tunesmith CLI for 2 steps (or `plan` with --plan-only) and classify it.
+
+Usage: .venv/bin/python -m compat.run [--plan-only] [--source lf_v0 ...] [--only SUBSTRING] [--jobs N]
+       [--docs docs/COMPAT.md] [--json FILE] [--keep DIR]   (`make compat` runs it in full and writes docs/COMPAT.md)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python compat/run.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from compat.entries import SOURCES, Entry, Invocation, discover, invocation  # noqa: E402
+from compat.outcome import Outcome, classify  # noqa: E402
+from compat.report import format_summary, write_docs  # noqa: E402
+from compat.rewrite import prepare  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+TUNESMITH = [sys.executable, "-m", "tunesmith.cli"]
+TRAINING = ("train", "sft", "pt", "rlhf")
+BASE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "OMP_NUM_THREADS": "1",
+    "WANDB_MODE": "offline",
+}
+
+
+def cli_args(inv: Invocation, plan_only: bool) -> list[str]:
+    """The tunesmith command line (after `tunesmith`) for a prepared invocation."""
+    command = inv.command
+    config = [inv.config_path] if inv.config is not None else []
+    extra: list[str] = []
+    if plan_only and command in TRAINING:
+        if command != "train":  # `tunesmith sft|pt|rlhf ...` set the stage as the command does
+            extra = [f"stage={inv.stage}"]
+        command = "plan"
+    return [command, *config, *inv.flags.tokens(), *extra]
+
+
+def run_entry(entry: Entry, work: Path, plan_only: bool, timeout: float) -> Outcome:
+    inv = invocation(entry)
+    root = work / entry.source / entry.path.stem
+    prepare(entry, inv, root)
+    args = cli_args(inv, plan_only)
+    env = os.environ | BASE_ENV | inv.env
+    start = time.monotonic()
+    try:
+        done = subprocess.run(
+            TUNESMITH + args,
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+        rc, out, err = done.returncode, done.stdout, done.stderr
+    except subprocess.TimeoutExpired as exc:
+        rc, out, err = None, _text(exc.stdout), _text(exc.stderr)
+    seconds = time.monotonic() - start
+    ok = "resolved" if plan_only or inv.command not in TRAINING else "trained"
+    status, key, message = classify(rc, out, err, ok)
+    if status == "trained" and not (root / "output" / "trainer_log.jsonl").is_file():
+        status, message = "crash", "exit 0 but no output/trainer_log.jsonl"
+    (root / "stdout.txt").write_text(out, encoding="utf-8")
+    (root / "stderr.txt").write_text(err, encoding="utf-8")
+    env_words = [f"{k}={v}" for k, v in inv.env.items()]
+    command = shlex.join([*env_words, "tunesmith", *args])
+    return Outcome(entry.key, status, key, message, round(seconds, 1), command, inv.notes)
+
+
+def _text(value: bytes | str | None) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else (value or "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--plan-only", action="store_true", help="run `tunesmith plan` instead of training")
+    parser.add_argument("--source", nargs="*", default=list(SOURCES), choices=SOURCES)
+    parser.add_argument("--only", default="", help="entries whose source/file contains this")
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--timeout", type=float, default=None, help="seconds per entry (600 train, 120 plan)")
+    parser.add_argument("--docs", type=Path, default=None, help="write this Markdown report (docs/COMPAT.md)")
+    parser.add_argument("--json", type=Path, default=None, help="write the outcomes as JSON")
+    parser.add_argument("--keep", type=Path, default=None, help="keep the run folders here")
+    args = parser.parse_args(argv)
+    entries = [e for e in discover(tuple(args.source)) if args.only in e.key]
+    timeout = args.timeout or (120 if args.plan_only else 600)
+    with tempfile.TemporaryDirectory(prefix="tunesmith-compat-") as tmp:
+        work = args.keep or Path(tmp)
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            outcomes = list(pool.map(lambda e: _report(run_entry(e, work, args.plan_only, timeout)), entries))
+    print(format_summary(outcomes))
+    if args.json:
+        args.json.write_text(json.dumps([o.as_dict() for o in outcomes], indent=1), encoding="utf-8")
+    if args.docs:
+        write_docs(args.docs, outcomes, plan_only=args.plan_only)
+    return 0
+
+
+def _report(outcome: Outcome) -> Outcome:
+    detail = outcome.key or outcome.message
+    print(f"{outcome.status:8s} {outcome.seconds:6.1f}s  {outcome.entry}  {detail[:120]}", flush=True)
+    return outcome
+
+
+if __name__ == "__main__":
+    sys.exit(main())
