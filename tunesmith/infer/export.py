@@ -42,11 +42,7 @@ def export_model(cfg: TunesmithConfig, *, dcp: str | None = None, deepspeed: str
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        model.save_pretrained(
-            tmp,
-            max_shard_size=f"{max(1, round(gen.export_size * 1000))}MB",
-            safe_serialization=not gen.export_legacy_format,
-        )
+        model.save_pretrained(tmp, max_shard_size=f"{max(1, round(gen.export_size * 1e6))}KB")
         loaded.tokenizer.save_pretrained(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
