@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from tunesmith.config.file_checks import check_yaml_tree, decode_text, unique_json_object
 from tunesmith.utils.errors import ConfigError
 
 # A top-level mapping under one of these keys is a section: its keys are read as top-level keys.
@@ -50,7 +51,7 @@ def read_file(path: str | Path) -> list[Setting]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
-    text = path.read_text(encoding="utf-8")
+    text = decode_text(path.read_bytes(), path.name)
     if path.suffix.lower() == ".json":
         data, lines = _parse_json(text, path), _json_lines(text)
     elif path.suffix.lower() in (".yaml", ".yml"):
@@ -81,8 +82,9 @@ def _flatten(data: dict[str, Any], where: str) -> list[tuple[str, Any]]:
 
 def _parse_yaml(text: str, path: Path) -> tuple[Any, dict[str, int]]:
     try:
-        data = yaml.safe_load(text)
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+        check_yaml_tree(root, path.name)
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -107,7 +109,7 @@ def _yaml_lines(node: Any) -> dict[str, int]:
 
 def _parse_json(text: str, path: Path) -> Any:
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=unique_json_object(path.name))
     except json.JSONDecodeError as exc:
         raise ConfigError(f"config file {path.name} line {exc.lineno}: invalid JSON: {exc.msg}") from None
 
