@@ -144,6 +144,10 @@ def import_plugin_modules(modules: Iterable[str]) -> None:
             importlib.import_module(module)
         except ImportError as exc:
             raise ConfigError(f"plugin_modules: cannot import {module!r}: {exc}") from exc
+        except Exception as exc:  # the user's module raised while being imported
+            raise ConfigError(
+                f"plugin_modules: importing {module!r} failed: {type(exc).__name__}: {exc}"
+            ) from None
 
 
 # Modules whose import registers the built-in plugins (imported by name so the config layer does not import
