@@ -26,12 +26,45 @@ from tunesmith.utils.errors import ConfigError
 logger = logging.getLogger("tunesmith")
 
 
-def validate_config(cfg: TunesmithConfig, world_size: int | None = None) -> None:
-    """Check every cross-argument rule and fill derived values; raise ConfigError naming the keys."""
-    import_plugin_modules([*BUILTIN_PLUGIN_MODULES, *cfg.train.plugin_modules])
+def validate_config(cfg: TunesmithConfig, world_size: int | None = None, *, user_code: bool = True) -> None:
+    """Check every cross-argument rule and fill derived values; raise ConfigError naming the keys. Without
+    `user_code` (commands that only look: plan, data) the config's `plugin_modules` are not imported, and the
+    plugins only they register are left unchecked (a config is code: only training runs it)."""
+    import_plugin_modules(BUILTIN_PLUGIN_MODULES)
+    deferred: dict[str, Any] = {}
+    if user_code:
+        import_plugin_modules(cfg.train.plugin_modules)
+    elif cfg.train.plugin_modules:
+        deferred = _defer_user_plugins(cfg)
     for rule in RULES:
         rule(cfg)
     check_parallel_sizes(cfg, world_size if world_size is not None else dist_env.world_size())
+    for key, value in deferred.items():
+        setattr(cfg.train, key, value)
+
+
+def _defer_user_plugins(cfg: TunesmithConfig) -> dict[str, Any]:
+    """Take out of `cfg` the plugin settings that name no built-in plugin (a `plugin_modules` one), for the rules
+    to skip; returns them to put back."""
+    train, deferred = cfg.train, {}
+    for key, registry in (
+        ("dist_config", DIST),
+        ("optim_config", OPTIM),
+        ("lr_scheduler_config", LR_SCHEDULER),
+    ):
+        value = getattr(train, key)
+        if isinstance(value, dict) and value.get("name") not in registry.names():
+            deferred[key] = value
+            setattr(train, key, None)
+    if train.batching_strategy not in BATCHING.names():
+        deferred["batching_strategy"] = train.batching_strategy
+        train.batching_strategy = "normal"
+    logger.warning(
+        "plugin_modules %s not imported: only training runs code named in a config; %s checked when it starts",
+        ", ".join(train.plugin_modules),
+        ", ".join(deferred) or "nothing else is",
+    )
+    return deferred
 
 
 def _both(cfg: TunesmithConfig, a: str, b: str, why: str) -> ConfigError:
