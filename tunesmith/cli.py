@@ -85,10 +85,18 @@ def _looks_like_config(token: str) -> bool:
     )
 
 
-def _load(config: str | None, overrides: list[str]):
+def _load(config: str | None, overrides: list[str], *, user_code: bool = True):
+    """Read and validate the config; without `user_code` (commands that only look) its plugin_modules are not
+    imported."""
     from tunesmith.config import load_config
 
-    return load_config(config, overrides)
+    if user_code:
+        return load_config(config, overrides)
+    from tunesmith.config.validate import validate_config
+
+    cfg = load_config(config, overrides, validate=False)
+    validate_config(cfg, user_code=False)
+    return cfg
 
 
 def cmd_train(
@@ -135,7 +143,7 @@ def cmd_plan(config: str | None, overrides: list[str], options: dict[str, Any]) 
     """Print the resolved config and the derived numbers."""
     from tunesmith.planning import describe_plan
 
-    cfg = _load(config, overrides)
+    cfg = _load(config, overrides, user_code=False)
     report = describe_plan(cfg, count_data=not options.get("--no-data"))
     if options.get("--json"):
         print(json.dumps(report, indent=2, default=str))
@@ -185,7 +193,7 @@ def cmd_data(config: str | None, overrides: list[str], options: dict[str, Any]) 
     from tunesmith.data.export import export_processed, format_summary
     from tunesmith.model.tokenizer import load_tokenizer
 
-    cfg = _load(config, overrides)
+    cfg = _load(config, overrides, user_code=False)
     path = options.get("--export") or "processed.jsonl"
     limit = int(options["--limit"]) if options.get("--limit") else None
     summary = export_processed(cfg, load_tokenizer(cfg), path, limit)
