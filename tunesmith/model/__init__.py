@@ -11,6 +11,7 @@ from tunesmith.model.checkpointing import enable_checkpointing
 from tunesmith.model.loader import load_model
 from tunesmith.model.neftune import attach_neftune
 from tunesmith.model.saving import save_merged, save_pretrained_output
+from tunesmith.model.selective import apply_selective
 from tunesmith.model.tokenizer import load_tokenizer
 
 if TYPE_CHECKING:  # peft is imported only when an adapter is used (it takes seconds to import)
@@ -28,11 +29,13 @@ __all__ = [
 
 
 def prepare_for_training(model: PreTrainedModel, cfg: Any) -> PreTrainedModel | PeftModel:
-    """Apply the fine-tuning type (full / freeze / lora / qlora), activation checkpointing
+    """Apply the fine-tuning type (full / freeze / lora / qlora) and the selective methods (LLaMA-Pro expansion,
+    freeze_parameters*/trainable_parameters*: model/selective.py), activation checkpointing
     (`gradient_checkpointing`, `gradient_checkpointing_kwargs`, `recompute_modules`) and NEFTune
     (`neftune_noise_alpha`); log the trainable / total parameter counts. Returns the model to train."""
     train = cfg.train
-    model = apply_finetuning(model, cfg.model, int(train.seed))
+    model = apply_finetuning(model, cfg.model, int(train.seed), cfg.methods)
+    apply_selective(model, cfg.model.finetuning_type, cfg.methods)
     if train.gradient_checkpointing:
         enable_checkpointing(model, cfg.parallel.recompute_modules, train.gradient_checkpointing_kwargs)
     if train.neftune_noise_alpha:

@@ -21,9 +21,12 @@ logger = logging.getLogger("tunesmith")
 LAYER_RE = re.compile(r"(?:^|\.)layers\.(\d+)\.([^.]+)")
 
 
-def apply_finetuning(model: PreTrainedModel, margs: Any, seed: int) -> PreTrainedModel | PeftModel:
+def apply_finetuning(
+    model: PreTrainedModel, margs: Any, seed: int, methods: Any = None
+) -> PreTrainedModel | PeftModel:
     """Set `requires_grad` (full, freeze) or wrap the model with LoRA adapters (lora, qlora) whose random
-    initial weights are drawn with `seed`."""
+    initial weights are drawn with `seed`. `methods` (cfg.methods) adds freeze tuning's extra modules and
+    LLaMA-Pro's evenly spread layers."""
     kind = margs.finetuning_type
     quantized = getattr(model, "is_quantized", False)
     if kind == "qlora" and not quantized:
@@ -35,7 +38,9 @@ def apply_finetuning(model: PreTrainedModel, margs: Any, seed: int) -> PreTraine
             param.requires_grad_(True)
         return model
     if kind == "freeze":
-        _apply_freeze(model, margs.freeze_trainable_layers, margs.freeze_trainable_modules)
+        extra = methods.freeze_extra_modules if methods is not None else None
+        llama_pro = bool(methods is not None and methods.use_llama_pro)
+        _apply_freeze(model, margs.freeze_trainable_layers, margs.freeze_trainable_modules, extra, llama_pro)
         return model
     raise ConfigError(f"finetuning_type: {kind!r} is not allowed; choose one of: full, freeze, lora, qlora")
 
@@ -108,32 +113,59 @@ def _modules_to_save(model: PreTrainedModel, margs: Any) -> list[str] | None:
     return names
 
 
-def _apply_freeze(model: PreTrainedModel, num_layers: int, modules: str | list[str]) -> None:
-    """Train the last `num_layers` decoder layers (the first -num_layers when negative); inside them only the
-    direct sub-modules named in `modules` unless it is `all`."""
+def _apply_freeze(
+    model: PreTrainedModel,
+    num_layers: int,
+    modules: str | list[str],
+    extra: list[str] | None = None,
+    llama_pro: bool = False,
+) -> None:
+    """Train the last `num_layers` decoder layers (the first -num_layers when negative; with `llama_pro` the last
+    layer of each of `num_layers` equal groups); inside them only the direct sub-modules named in `modules`
+    unless it is `all`; plus the modules outside the layers named in `extra` (e.g. embed_tokens, lm_head)."""
     total = model.config.num_hidden_layers
     if num_layers == 0 or abs(num_layers) > total:
         raise ConfigError(
             f"freeze_trainable_layers: {num_layers} must be non-zero and at most {total} in magnitude"
         )
-    layer_ids = set(range(total - num_layers, total) if num_layers > 0 else range(-num_layers))
+    layer_ids = _freeze_layer_ids(total, num_layers, llama_pro)
     wanted = (
         None if modules == "all" or modules == ["all"] else set(_names(modules, "freeze_trainable_modules"))
     )
+    extras = set(_names(extra, "freeze_extra_modules")) if extra else set()
     present: set[str] = set()
+    outside: set[str] = set()
     for name, param in model.named_parameters():
         match = LAYER_RE.search(name)
         if match:
             present.add(match.group(2))
+        else:
+            outside.update(name.split(".")[:-1])
         train = (
             bool(match) and int(match.group(1)) in layer_ids and (wanted is None or match.group(2) in wanted)
-        )
+        ) or (not match and bool(extras & set(name.split(".")[:-1])))
         param.requires_grad_(train)  # dtypes stay uniform: a mixed-dtype layer fails without autocast
+    if extras - outside:
+        raise ConfigError(
+            f"freeze_extra_modules: {sorted(extras - outside)} not found outside the decoder layers; "
+            f"available: {', '.join(sorted(outside))}"
+        )
     if wanted and not wanted <= present:
         raise ConfigError(
             f"freeze_trainable_modules: {sorted(wanted - present)} not found in the decoder layers; "
             f"available: {', '.join(sorted(present))}, or all"
         )
+
+
+def _freeze_layer_ids(total: int, num_layers: int, llama_pro: bool) -> set[int]:
+    if not llama_pro:
+        return set(range(total - num_layers, total) if num_layers > 0 else range(-num_layers))
+    if num_layers < 0 or total % num_layers:
+        raise ConfigError(
+            f"use_llama_pro: freeze_trainable_layers ({num_layers}) must be positive and divide the {total} layers"
+        )
+    stride = total // num_layers
+    return set(range(stride - 1, total, stride))
 
 
 def _names(value: str | list[str], field: str) -> list[str]:

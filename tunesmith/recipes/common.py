@@ -27,14 +27,16 @@ from tunesmith.recipes.lifecycle import (
 )
 from tunesmith.recipes.output_dir import OutputPlan, claim_output_dir, plan_output_dir
 from tunesmith.report import build_reporter, plot_run
+from tunesmith.report.secrets import scrub, secret_values
 from tunesmith.train.callbacks import SaveOnAbort
+from tunesmith.train.lisa import build_lisa
 from tunesmith.train.model_setup import seed_everything
 from tunesmith.train.profiling import build_profiler
 from tunesmith.train.signals import StopRequest, stop_on_signals
 from tunesmith.train.trainer import Trainer, TrainState
 from tunesmith.utils import dist_env
 from tunesmith.utils.errors import ConfigError
-from tunesmith.utils.logging import setup_logging
+from tunesmith.utils.logging import add_redaction, setup_logging
 from tunesmith.utils.runlock import RunLock
 
 logger = logging.getLogger("tunesmith")
@@ -69,6 +71,7 @@ def run_stage(cfg: TunesmithConfig, stage: str, parts: StageParts | None = None)
     if cfg.train.stage != stage:
         raise ConfigError(f"stage: the {stage} recipe was asked to run stage {cfg.train.stage!r}")
     setup_logging(cfg, dist_env.rank(), dist_env.local_rank())
+    add_redaction(secret_values(cfg))  # from the first log line on, also data loading's
     lock = RunLock(cfg.train.output_dir) if dist_env.rank() == 0 else contextlib.nullcontext()
     with lock:  # held until this process exits the run, however it exits
         output = plan_output_dir(cfg)
@@ -132,7 +135,7 @@ def _train(
         reporter=reporter_for(cfg),
         callbacks=[
             SaveOnAbort(tokenizer, output_dir, save=lambda m, tok, path: run.save_output(m, tok, cfg, path)),
-            *[c for c in (build_profiler(cfg),) if c is not None],
+            *[c for c in (build_profiler(cfg), build_lisa(cfg)) if c is not None],
             *lifecycle_callbacks(cfg, data.eval, tokenizer, stop, make_evaluator),
         ],
         per_token_loss=per_token_loss(cfg),
@@ -150,7 +153,8 @@ def _train(
     run.save_output(trainer.model, tokenizer, cfg)
     predict_after_training(cfg, trainer.model, tokenizer, data)
     if run.is_main(cfg.train.save_on_each_node):
-        save_config(cfg, Path(output_dir) / "tunesmith_config.yaml")
+        secrets = secret_values(cfg)
+        save_config(cfg, Path(output_dir) / "tunesmith_config.yaml", lambda flat: scrub(flat, secrets))
     if dist_env.rank() == 0:
         logger.info("plots: %s", ", ".join(str(p) for p in plot_run(output_dir)))
     logger.info("trained %d steps; outputs in %s", state.global_step, output_dir)

@@ -45,11 +45,16 @@ DCP_DIR = "dcp"
 
 
 # --- what a checkpoint holds --------------------------------------------------------------------------------------
+# set on a model whose trainable set changes while it trains (LISA, BAdam): its checkpoints keep every weight
+TRAINABLE_SET_CHANGES = "tunesmith_trainable_set_changes"
+
+
 def model_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The weights a checkpoint stores: all of them, or only the trainable ones when some are frozen."""
+    """The weights a checkpoint stores: all of them, or only the trainable ones when some are frozen (and the
+    frozen set never changes)."""
     inner = unwrap(model)
     params = dict(inner.named_parameters())
-    if all(p.requires_grad for p in params.values()):
+    if getattr(inner, TRAINABLE_SET_CHANGES, False) or all(p.requires_grad for p in params.values()):
         return dict(inner.state_dict())
     return {name: p for name, p in params.items() if p.requires_grad}
 

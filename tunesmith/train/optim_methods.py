@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from tunesmith.train.checkpoint import TRAINABLE_SET_CHANGES
+from tunesmith.train.loss import unwrap
 from tunesmith.train.optimizers import OPTIMIZERS, no_decay_names, param_groups, parse_optim_args
 from tunesmith.utils.errors import ConfigError
 
@@ -284,6 +286,7 @@ def _badam(model: torch.nn.Module, train: Any, methods: Any) -> torch.optim.Opti
     groups = [g for g in param_groups(model, train.weight_decay) if g["params"]]
     for group in groups:
         group.pop("names")
+    setattr(unwrap(model), TRAINABLE_SET_CHANGES, True)
     logger.info(
         "BAdam: one block of layers at a time, switched every %d steps", methods.badam_switch_interval
     )
