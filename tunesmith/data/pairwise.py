@@ -89,3 +89,35 @@ def _render_pair(renderer: Renderer, batch: Batch, i: int) -> tuple[list, list]:
         return renderer.turns(messages, system, tools), renderer.turns(rejected, system, tools)
     except DataError as err:
         raise DataError(f"{batch['_where'][i]}: {err}") from None
+
+
+def make_kto_processor(
+    renderer: Renderer, tokenizer: PreTrainedTokenizerBase, data: Any
+) -> Callable[[Batch], Batch]:
+    """A batched map function: KTO rows (`_messages` ending with the completion, `_kto_tag`) -> `input_ids`,
+    `labels` (the completion supervised) and `kto_tag`; the prompt/completion budget as for SFT turns."""
+    check_pair_data_args(data)
+
+    def process(batch: Batch) -> Batch:
+        rendered = [_render_one(renderer, batch, i) for i in range(len(batch["_messages"]))]
+        flat = [pieces for turns in rendered for turn in turns for pieces in turn]
+        encoded = iter(encode_pieces(tokenizer, flat))
+        out: Batch = {"input_ids": [], "labels": [], "kto_tag": []}
+        for turns, tag in zip(rendered, batch["_kto_tag"], strict=True):
+            prompt, completion = split_prompt([(next(encoded), next(encoded)) for _ in turns])
+            source_len, target_len = infer_seqlen(len(prompt), len(completion), data.cutoff_len)
+            prompt, completion = prompt[:source_len], completion[:target_len]
+            if completion:
+                out["input_ids"].append(prompt + completion)
+                out["labels"].append([IGNORE_INDEX] * len(prompt) + completion)
+                out["kto_tag"].append(bool(tag))
+        return out
+
+    return process
+
+
+def _render_one(renderer: Renderer, batch: Batch, i: int) -> list:
+    try:
+        return renderer.turns(batch["_messages"][i], batch["_system"][i], batch["_tools"][i])
+    except DataError as err:
+        raise DataError(f"{batch['_where'][i]}: {err}") from None

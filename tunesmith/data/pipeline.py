@@ -18,7 +18,7 @@ from tunesmith.data import cache
 from tunesmith.data.formats import check_columns, detect_format, make_converter
 from tunesmith.data.loaders import first_row, load_raw
 from tunesmith.data.mixing import AnyDataset, merge, sample, split_dataset
-from tunesmith.data.pairwise import make_pair_processor
+from tunesmith.data.pairwise import make_kto_processor, make_pair_processor
 from tunesmith.data.preference_formats import (
     PREFERENCE_STAGES,
     check_preference_columns,
@@ -123,6 +123,8 @@ class _Job:
             renderer = build_renderer(data, tokenizer)
             if self.stage in ("dpo", "rm"):
                 self.processor = make_pair_processor(renderer, tokenizer, data)
+            elif self.stage == "kto":
+                self.processor = make_kto_processor(renderer, tokenizer, data)
             else:
                 self.processor = make_sft_processor(renderer, tokenizer, data)
             self.fingerprint = renderer.fingerprint

@@ -21,14 +21,14 @@ from transformers import PreTrainedTokenizerBase
 
 from tunesmith.data.batching.base import Batcher, Strategy
 from tunesmith.data.batching.builder import _fetcher, batch_settings, batch_workers
-from tunesmith.data.batching.collate import pack_row, packed_collate, pad_collate
+from tunesmith.data.batching.collate import IGNORE_INDEX, pack_row, packed_collate, pad_collate
 from tunesmith.data.batching.strategies import BatchSettings, fixed_count_plan
 from tunesmith.utils.errors import ConfigError
 
 Batch = dict[str, torch.Tensor]
 SEQUENCE_KEYS = ("input_ids", "labels")
 PAIR_KEYS = (*SEQUENCE_KEYS, "rejected_input_ids", "rejected_labels")
-EXTRA_KEYS = ("ref_chosen_logps", "ref_rejected_logps", "kto_tag", "ref_logps", "kl_input_ids", "kl_labels")
+EXTRA_KEYS = ("ref_chosen_logps", "ref_rejected_logps", "kto_tag")
 STRATEGIES = ("normal", "padding_free")
 
 
@@ -66,15 +66,30 @@ def collate_preference(
     lengths = [len(q["input_ids"]) for q in seqs]
     batch["sequence_ids"] = sequence_ids(lengths, batch["input_ids"].size(1), packed, s.left_padding)
     for key in EXTRA_KEYS:
-        if key in rows[0] and not key.startswith("kl_"):
+        if key in rows[0]:
             batch[key] = torch.tensor([r[key] for r in rows])
-    if (
-        "kl_input_ids" in rows[0]
-    ):  # KTO's mismatched (prompt, completion) sequences, a micro-batch of their own
-        kl = [{"input_ids": r["kl_input_ids"], "labels": r["kl_labels"]} for r in rows]
-        kl_batch = collate_preference(kl, s, packed=packed, pairs=False)
+    if "kto_tag" in rows[0]:  # KTO's mismatched (prompt, completion) sequences, a micro-batch of their own
+        kl_batch = collate_preference(mismatched(rows, s.cutoff_len), s, packed=packed, pairs=False)
         batch.update({f"kl_{k}": v for k, v in kl_batch.items()})
     return batch
+
+
+def mismatched(rows: Sequence[dict[str, Any]], cutoff_len: int) -> list[dict[str, list[int]]]:
+    """KTO's KL sequences: example i's prompt before example i-1's completion (the completions rotated by one
+    within the micro-batch, as TRL does within each batch), cut at `cutoff_len`."""
+    split = [_prompt_length(r["labels"]) for r in rows]
+    out = []
+    for i, row in enumerate(rows):
+        other, cut = rows[i - 1], split[i - 1]
+        ids = (row["input_ids"][: split[i]] + other["input_ids"][cut:])[:cutoff_len]
+        labels = ([IGNORE_INDEX] * split[i] + other["labels"][cut:])[:cutoff_len]
+        out.append({"input_ids": ids, "labels": labels})
+    return out
+
+
+def _prompt_length(labels: Sequence[int]) -> int:
+    """Leading unsupervised positions (the prompt) of a processed example."""
+    return next((i for i, label in enumerate(labels) if label != IGNORE_INDEX), len(labels))
 
 
 def build_preference_batcher(

@@ -93,31 +93,35 @@ def simpo_loss(
 
 
 class MetricSums:
-    """Running sums of per-pair (per-example) metrics over a step, averaged over ranks and units on read."""
+    """Running sums and counts of per-unit metric values over a step, averaged (over ranks too) on read."""
 
     def __init__(self, names: tuple[str, ...]) -> None:
         self.names = names
-        self.sums: torch.Tensor | None = None
+        self.sums: torch.Tensor | None = None  # (2, names): sums, counts
 
-    def add(self, values: dict[str, torch.Tensor], count: int) -> None:
-        """Add the sums over `count` units of each metric."""
+    def add(self, values: dict[str, torch.Tensor]) -> None:
+        """Add every element of each metric's tensor (one value per pair, example or micro-batch)."""
+        ref = next(iter(values.values()))
         row = torch.stack(
-            [values[n].detach().float().sum() for n in self.names]
-            + [values[self.names[0]].new_tensor(float(count))]
+            [
+                torch.stack([values[n].detach().float().sum(), ref.new_tensor(float(values[n].numel()))])
+                if n in values
+                else ref.new_zeros(2, dtype=torch.float32)
+                for n in self.names
+            ],
+            dim=1,
         )
         self.sums = row if self.sums is None else self.sums + row
 
     def pop(self, sync_group: Any = None) -> dict[str, float]:
-        """Means since the last pop (summed over `sync_group`'s ranks first); {} when nothing was added."""
+        """Means since the last pop (summed over `sync_group`'s ranks first); metrics with no value are left out."""
         if self.sums is None:
             return {}
         sums, self.sums = self.sums, None
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(sums, group=sync_group)
-        count = max(float(sums[-1]), 1.0)
-        return {
-            name: float(value) / count for name, value in zip(self.names, sums[:-1].tolist(), strict=True)
-        }
+        totals, counts = sums.tolist()
+        return {n: t / c for n, t, c in zip(self.names, totals, counts, strict=True) if c > 0}
 
 
 class PairObjective:
@@ -148,7 +152,7 @@ class PairObjective:
         sums = self._sums(logps)
         ref = self._reference_sums(model, batch, 2 * pairs) if self.with_reference else None
         losses = self.pair_losses(logps, sums, ref)
-        self.metrics.add(self._metrics(logps, sums, ref), pairs)
+        self.metrics.add(self._metrics(logps, sums, ref))
         return losses.sum(), losses.new_zeros(())
 
     def pair_losses(self, logps: SequenceLogps, sums: torch.Tensor, ref: torch.Tensor | None) -> torch.Tensor:

@@ -83,7 +83,7 @@ class RewardObjective:
             "rewards/chosen": c,
             "rewards/rejected": r,
         }
-        self.metrics.add(values, pairs)
+        self.metrics.add(values)
         return losses.sum(), losses.new_zeros(())
 
     def step_metrics(self, sync_group: Any = None) -> dict[str, float]:
