@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import secrets
+import threading
 from pathlib import Path
 
 from tunesmith.utils.errors import ConfigError, TunesmithError
@@ -37,5 +39,12 @@ def serve(
         raise ConfigError(f"board: --port {port} is out of range; must be 1-65535")
     if host not in LOOPBACK_HOSTS and not token:
         token = secrets.token_urlsafe(18)
+    threading.Thread(target=_warm_up, daemon=True).start()
     print(f"tunesmith board for {root.resolve()}: {board_url(host, port, token)}", flush=True)
     uvicorn.run(create_app(root, token), host=host, port=port, log_level="warning")
+
+
+def _warm_up() -> None:
+    """Import what checking a config needs (tokenizer and data libraries) while the user opens the page."""
+    for module in ("tunesmith.planning", "tunesmith.config.validate", "tunesmith.data", "tunesmith.model"):
+        importlib.import_module(module)

@@ -8,10 +8,10 @@ const CHART_GROUPS = [
   ["loss", ["loss", "eval_loss"]],
   ["learning rate", ["lr"]],
   ["grad norm", ["grad_norm"]],
-  ["tokens/s", ["tokens_per_second"]],
+  ["tokens/s", ["tokens_per_second", "label_tokens_per_second"]],
   ["memory (MiB)", ["peak_rss_mb", "peak_gpu_mb"]],
 ];
-const NOT_METRICS = new Set(["step", "epoch", "elapsed_s", "tokens", "num_input_tokens_seen"]);
+const NOT_METRICS = new Set(["step", "epoch", "elapsed_s", "tokens", "input_tokens", "num_input_tokens_seen"]);
 let timers = [];
 
 // ---------- helpers ----------
@@ -168,7 +168,10 @@ function showDetails(d) {
   const plots = d.plots.map((p) => el("img", { src: `/api/plot?name=${encodeURIComponent(d.name)}&file=${p}`, alt: p }));
   if ($("#plots").childElementCount !== plots.length) $("#plots").replaceChildren(...plots);
   $("#log-source").textContent = `(${d.log_source})`;
-  $("#log-tail").textContent = d.log_tail.join("\n");
+  const tail = $("#log-tail");
+  const follow = tail.scrollTop + tail.clientHeight >= tail.scrollHeight - 4;
+  tail.textContent = d.log_tail.join("\n");
+  if (follow) tail.scrollTop = tail.scrollHeight;
 }
 
 function planRows(plan) {

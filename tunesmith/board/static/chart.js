@@ -19,13 +19,25 @@ function emaSmooth(values, weight) {
 }
 
 function niceTicks(lo, hi, count) {
+  // Round tick values between lo and hi, and their step.
   if (!(hi > lo)) { hi = lo + 1; }
   const raw = (hi - lo) / count;
   const mag = Math.pow(10, Math.floor(Math.log10(raw)));
   const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw) || raw;
   const ticks = [];
-  for (let t = Math.ceil(lo / step) * step; t <= hi + step * 1e-9; t += step) ticks.push(t);
-  return ticks;
+  for (let i = Math.ceil(lo / step); i * step <= hi + step * 1e-9; i++) ticks.push(i * step);
+  return { ticks, step };
+}
+
+function formatTick(t, step) {
+  // As many digits as the tick step needs, so that neighbouring ticks never print alike.
+  if (Math.abs(t) < step * 1e-6) return "0";
+  const a = Math.abs(t), places = -Math.floor(Math.log10(step));
+  if (a < 1e-3 || a >= 1e6) {
+    const digits = Math.min(Math.max(Math.floor(Math.log10(a)) + places, 0), 6);
+    return t.toExponential(digits);
+  }
+  return t.toFixed(Math.min(Math.max(places, 0), 8));
 }
 
 function formatNumber(v) {
@@ -92,13 +104,14 @@ class LineChart {
 
   drawAxes(g, b, box, sx, sy) {
     g.strokeStyle = "#e4e4e4"; g.fillStyle = "#555"; g.lineWidth = 1;
-    for (const t of niceTicks(b.y0, b.y1, 5)) {
+    const ys = niceTicks(b.y0, b.y1, 5), xs = niceTicks(b.x0, b.x1, 6);
+    for (const t of ys.ticks) {
       g.beginPath(); g.moveTo(box.left, sy(t)); g.lineTo(box.right, sy(t)); g.stroke();
-      g.fillText(formatNumber(t), 4, sy(t) + 4);
+      g.fillText(formatTick(t, ys.step), 4, sy(t) + 4);
     }
-    for (const t of niceTicks(b.x0, b.x1, 6)) {
+    for (const t of xs.ticks) {
       g.beginPath(); g.moveTo(sx(t), box.top); g.lineTo(sx(t), box.bottom); g.stroke();
-      g.fillText(formatNumber(t), sx(t) - 8, box.bottom + 14);
+      g.fillText(formatTick(t, xs.step), sx(t) - 8, box.bottom + 14);
     }
     g.fillText(this.xLabel, box.right - 26, box.bottom + 27);
     g.strokeStyle = "#999";
