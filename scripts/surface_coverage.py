@@ -43,7 +43,7 @@ def known_names(entries: list[dict[str, Any]]) -> set[str]:
     """Every name the catalog lists at the top level of a config (names, aliases, entries with a status)."""
     known: set[str] = set()
     for entry in entries:
-        if ":" in str(entry.get("section", "")) and not entry.get("status"):
+        if ":" in str(entry.get("section", "")) and entry.get("status") in (None, "plugin parameter"):
             continue
         known.add(entry["name"])
         known.update(entry.get("aliases") or ())

@@ -36,4 +36,5 @@ def describe_plan(cfg: TunesmithConfig, *, count_data: bool = True) -> dict[str,
     derived = {k: v for k, v in dataclasses.asdict(plan).items() if k != "steps"}
     if plan.steps is not None:
         derived.update(dataclasses.asdict(plan.steps))
-    return {"config": config_to_dict(cfg), "set": sorted(cfg.origins), "derived": derived}
+    dialect = cfg.dialect.as_dict() if cfg.dialect is not None else {"name": cfg.train.dialect}
+    return {"config": config_to_dict(cfg), "set": sorted(cfg.origins), "derived": derived, "dialect": dialect}

@@ -34,7 +34,53 @@ def argument_catalog() -> list[dict[str, Any]]:
     """
     entries = [_entry(f.name, f.section, f.field, f.hint) for f in schema.fields_by_name().values()]
     plugins.import_plugin_modules(plugins.BUILTIN_PLUGIN_MODULES)
-    return entries + plugin_catalog(PLUGIN_REGISTRIES)
+    return entries + dialect_catalog() + plugin_catalog(PLUGIN_REGISTRIES)
+
+
+# Keys of a field entry that a dialect entry has no value for (so every entry has the same keys).
+_EMPTY: dict[str, Any] = {
+    "aliases": [],
+    "type": None,
+    "default": None,
+    "required": False,
+    "sources": [],
+    "choices": None,
+    "value_aliases": None,
+    "minimum": None,
+    "maximum": None,
+    "default_note": "",
+    "obsolete": "",
+    "secret": False,
+}
+
+
+def dialect_catalog() -> list[dict[str, Any]]:
+    """One entry per name a peer system writes that is not a tunesmith name: section `dialect:<name>`, status
+    alias / converted / fixed / refused, the system, and what it becomes (or why it is refused)."""
+    from tunesmith.config.dialects import DIALECTS
+
+    known = schema.alias_table()
+    entries = []
+    for dialect in DIALECTS.values():
+        for name, entry in dialect.names.items():
+            if name in known and name not in dialect.overrides:
+                continue  # shadowed: tunesmith's own name wins (tests/test_dialect_tables.py flags these)
+            status = {"alias": "alias", "convert": "converted", "fixed": "fixed", "refuse": "refused"}[
+                entry.kind
+            ]
+            entries.append(
+                {
+                    **_EMPTY,
+                    "name": name,
+                    "section": f"dialect:{dialect.name}",
+                    "status": status,
+                    "target": entry.target or None,
+                    "systems": [dialect.system],
+                    "help": entry.describe(),
+                    "overrides_tunesmith_name": name in known,
+                }
+            )
+    return entries
 
 
 def plugin_catalog(registries: Iterable[plugins.Registry]) -> list[dict[str, Any]]:
@@ -46,6 +92,8 @@ def plugin_catalog(registries: Iterable[plugins.Registry]) -> list[dict[str, Any
             hints = typing.get_type_hints(params)
             section = f"{registry.family}:{name}"
             entries += [_entry(f.name, section, f, hints[f.name]) for f in dataclasses.fields(params)]
+    for entry in entries:
+        entry["status"] = "plugin parameter"  # written inside its `*_config` mapping, not at the top level
     return entries
 
 
@@ -61,6 +109,7 @@ def _entry(name: str, section: str, field: dataclasses.Field, hint: Any) -> dict
     return {
         "name": name,
         "section": section,
+        "status": "obsolete" if info.obsolete else "canonical",
         "aliases": list(info.aliases),
         "type": type_name(hint),
         "default": _default(field),
@@ -104,6 +153,8 @@ def format_catalog(entries: list[dict[str, Any]]) -> str:
 
 
 def _format_entry(entry: dict[str, Any]) -> list[str]:
+    if entry["section"].startswith("dialect:"):
+        return [f"  {entry['name']}: {entry['help']}"]
     aliases = f" (also: {', '.join(entry['aliases'])})" if entry["aliases"] else ""
     default = "(required)" if entry["required"] else f"= {entry['default']!r}"
     lines = [f"  {entry['name']}{aliases}: {entry['type']} {default}"]

@@ -9,9 +9,10 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from tunesmith.config.coerce import coerce_value
+from tunesmith.config.coerce import coerce_value, type_name
+from tunesmith.config.dialects import DialectReport, home_defaults, translate
 from tunesmith.config.schema import alias_table, fields_by_name, normalize_key, section_classes
-from tunesmith.config.sources import Setting, parse_overrides, read_file
+from tunesmith.config.sources import SECTION_KEYS, Setting, parse_overrides, read_file
 from tunesmith.utils.errors import ConfigError
 
 logger = logging.getLogger("tunesmith")
@@ -31,6 +32,7 @@ class TunesmithConfig:
     generation: Any
     origins: dict[str, str] = dataclasses.field(default_factory=dict)  # canonical name -> "key at origin"
     config_path: str | None = None
+    dialect: DialectReport | None = None  # which system's dialect the config was read in, and what it changed
 
     def sections(self) -> dict[str, Any]:
         """Section name -> argument dataclass instance."""
@@ -50,13 +52,19 @@ class TunesmithConfig:
 
 
 def load_config(
-    path: str | Path | None = None, overrides: list[str] | None = None, *, validate: bool = True
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    *,
+    validate: bool = True,
+    hint: str | None = None,
 ) -> TunesmithConfig:
-    """Read `path` (YAML/JSON, optional) and `overrides`, resolve aliases, coerce and validate."""
+    """Read `path` (YAML/JSON, optional) and `overrides`, read them in their dialect (stated, detected, or
+    `hint` from the command), resolve aliases, coerce and validate."""
     settings = read_file(path) if path is not None else []
     settings += parse_overrides(list(overrides or []))
+    settings, report = translate(_merge_dotted(settings), hint=hint)
     chosen = resolve_settings(settings)
-    cfg = build_config(chosen)
+    cfg = build_config(chosen, report)
     cfg.config_path = str(path) if path is not None else None
     if validate:
         from tunesmith.config.validate import validate_config
@@ -69,7 +77,7 @@ def resolve_settings(settings: list[Setting]) -> dict[str, Setting]:
     """Canonical name -> the setting that wins; two aliases of one argument with different values conflict."""
     table = alias_table()
     chosen: dict[str, Setting] = {}
-    for setting in _merge_dotted(settings):
+    for setting in settings:
         key = normalize_key(setting.key)
         if key not in table:
             raise ConfigError(_unknown_key_message(setting, key, table))
@@ -92,14 +100,18 @@ def _conflict(canonical: str, previous: Setting, setting: Setting) -> bool:
 
 
 def _merge_dotted(settings: list[Setting]) -> list[Setting]:
-    """`dist_config.name=fsdp2` on the command line -> merged into the mapping under `dist_config`."""
+    """`dist_config.name=fsdp2` on the command line -> merged into the mapping under `dist_config`;
+    MindSpeed's sectioned flags (`--model.model_name_or_path X`, `--parallel.fsdp_size 8`) lose their section."""
     merged: list[Setting] = []
     nested: dict[tuple[str, int], dict[str, Any]] = {}
     for setting in settings:
         if "." not in setting.key or setting.layer == 0:
             merged.append(setting)
             continue
-        head, sub = setting.key.split(".", 1)
+        head, sub = normalize_key(setting.key).split(".", 1)
+        if head in SECTION_KEYS:
+            merged.append(dataclasses.replace(setting, key=sub))
+            continue
         target = nested.get((head, setting.layer))
         if target is None:
             target = nested[(head, setting.layer)] = {}
@@ -114,8 +126,9 @@ def _unknown_key_message(setting: Setting, key: str, table: dict[str, str]) -> s
     return f"unknown key {setting.key!r} ({setting.origin}){hint}"
 
 
-def build_config(chosen: dict[str, Setting]) -> TunesmithConfig:
-    """Instantiate the sections from the chosen settings, coercing and range-checking each value."""
+def build_config(chosen: dict[str, Setting], report: DialectReport | None = None) -> TunesmithConfig:
+    """Instantiate the sections from the chosen settings, coercing and range-checking each value; arguments
+    left unset take the dialect's home default where its system differs from tunesmith."""
     fields = fields_by_name()
     values: dict[str, dict[str, Any]] = {section: {} for section in section_classes()}
     origins: dict[str, str] = {}
@@ -126,8 +139,23 @@ def build_config(chosen: dict[str, Setting]) -> TunesmithConfig:
         origins[name] = where
         if entry.info.obsolete:
             logger.warning("%s is obsolete and has no effect: %s", setting.key, entry.info.obsolete)
+    if report is not None:
+        _take_home_defaults(values, set(chosen), report)
     sections = {section: cls(**values[section]) for section, cls in section_classes().items()}
-    return TunesmithConfig(**sections, origins=origins)
+    return TunesmithConfig(**sections, origins=origins, dialect=report)
+
+
+def _take_home_defaults(values: dict[str, dict[str, Any]], explicit: set[str], report: DialectReport) -> None:
+    fields = fields_by_name()
+
+    def get(name: str) -> Any:
+        section = values[fields[name].section]
+        return section[name] if name in section else fields[name].default
+
+    defaults = home_defaults(report, explicit, get)
+    for name, value in defaults.items():
+        values[fields[name].section][name] = check_value(name, value, f"{name!r} ({report.system}'s default)")
+    values["train"]["dialect"] = report.name
 
 
 def check_value(name: str, value: Any, where: str | None = None) -> Any:
@@ -139,7 +167,14 @@ def check_value(name: str, value: Any, where: str | None = None) -> Any:
         return entry.default  # `max_steps: null` (LLaMA-Factory style) means "not set"
     if info.value_aliases and _hashable(value) and value in info.value_aliases:
         value = info.value_aliases[value]
-    value = coerce_value(value, entry.hint, where)
+    try:
+        value = coerce_value(value, entry.hint, where)
+    except ConfigError:
+        if not info.secret:
+            raise
+        raise ConfigError(
+            f"{where}: expected {type_name(entry.hint)} (the value given is hidden: a secret)"
+        ) from None
     if isinstance(value, str) and info.value_aliases and value in info.value_aliases:
         value = info.value_aliases[value]
     _check_choices(value, info.choices, where)

@@ -123,18 +123,20 @@ def _json_lines(text: str) -> dict[str, int]:
 
 
 def parse_overrides(tokens: list[str]) -> list[Setting]:
-    """Settings from `key=value`, `--key value`, `--key=value` and bare `--flag` (meaning true)."""
+    """Settings from `key=value`, `--key value`, `--key=value`, bare `--flag` (meaning true) and multi-value
+    flags as ms-swift and HF scripts write them (`--target_modules q_proj v_proj` -> a list)."""
     settings: list[Setting] = []
     i = 0
     while i < len(tokens):
         token = tokens[i]
         if token.startswith("--"):
             body = token[2:]
+            values = _flag_values(tokens, i + 1)
             if "=" in body:
                 key, value = body.split("=", 1)
-            elif i + 1 < len(tokens) and not tokens[i + 1].startswith("--"):
-                key, value = body, tokens[i + 1]
-                i += 1
+            elif values:
+                key, value = body, values[0] if len(values) == 1 else values
+                i += len(values)
             else:
                 key, value = body, "true"
         elif "=" in token:
@@ -146,3 +148,17 @@ def parse_overrides(tokens: list[str]) -> list[Setting]:
         settings.append(Setting(key, value, "command line", 1))
         i += 1
     return settings
+
+
+def _flag_values(tokens: list[str], start: int) -> list[str]:
+    """The values after a `--flag`: every token up to the next `--flag` that is not itself `key=value`."""
+    values: list[str] = []
+    for token in tokens[start:]:
+        if token.startswith("--") or _is_assignment(token):
+            break
+        values.append(token)
+    return values
+
+
+def _is_assignment(token: str) -> bool:
+    return "=" in token and re.match(r"^[A-Za-z_][\w.-]*=", token) is not None

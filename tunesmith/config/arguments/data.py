@@ -13,13 +13,14 @@ class DataArguments:
     """Dataset selection, chat rendering, label masking, splitting and packing."""
 
     # --- which data -----------------------------------------------------------------------------------------------
-    dataset: str | dict[str, Any] | None = arg(
+    dataset: str | list[Any] | dict[str, Any] | None = arg(
         None,
-        "Training data: names in dataset_info.json (comma-separated), a file or hub id, or an inline spec dict.",
+        "Training data: names in dataset_info.json (comma-separated or a list), files or hub ids (ms-swift's "
+        "name#N takes N samples), or inline spec dicts.",
         aliases=("data_path",),
         sources="003,004",
     )
-    eval_dataset: str | dict[str, Any] | None = arg(
+    eval_dataset: str | list[Any] | dict[str, Any] | None = arg(
         None, "Evaluation data, written like dataset; excludes val_size.", sources="003"
     )
     dataset_dir: str = arg(

@@ -131,6 +131,7 @@ class ModelArguments:
         "all-linear",
         "Modules that get LoRA adapters: all-linear, or module names (comma-separated or a list).",
         aliases=("lora_target",),
+        value_aliases={"all": "all-linear"},
         sources="004",
         default_note="ms-swift's default; LLaMA-Factory's lora_target 'all' means the same.",
     )

@@ -53,6 +53,12 @@ class TrainingLoopArguments:
         choices=("pt", "sft", "dpo", "kto", "rm"),
         sources="003",
     )
+    dialect: str = arg(
+        "auto",
+        "Which system the config is written for, deciding names that differ between systems and the defaults; "
+        "auto detects it from the keys only one system uses (tunesmith plan says which and why).",
+        choices=("auto", "tunesmith", "hf", "trl", "lf", "lf_v1", "swift", "mindspeed"),
+    )
     do_train: bool = arg(
         False, "Run training (read by scripts; `tunesmith train` always trains).", sources="001"
     )

@@ -1,0 +1,89 @@
+"""transformers (`TrainingArguments` of 5.x, `Seq2SeqTrainingArguments`, and the `run_clm.py`-style data
+arguments of its example scripts): names tunesmith does not spell the same way. Its defaults are tunesmith's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tunesmith.config.dialects.base import Dialect, Entry, alias, convert, fixed, inert, refuse, refuse_all
+from tunesmith.utils.errors import ConfigError
+
+
+def sampling(value: Any) -> dict[str, Any]:
+    """`train_sampling_strategy: random|sequential|group_by_length`."""
+    key = str(value).strip().lower()
+    modes = {
+        "random": {},
+        "sequential": {"disable_shuffling": True},
+        "group_by_length": {"group_by_length": True},
+    }
+    if key not in modes:
+        raise ConfigError(f"{value!r} is not allowed; choose one of: {', '.join(modes)}")
+    return modes[key]
+
+
+def validation_percentage(value: Any) -> dict[str, Any]:
+    """run_clm's `validation_split_percentage: 5` -> val_size 0.05."""
+    return {"val_size": float(value) / 100.0}
+
+
+def block_size(value: Any) -> dict[str, Any]:
+    """run_clm's `block_size`: texts are concatenated and cut into blocks of this many tokens (stage pt)."""
+    return {"cutoff_len": value}
+
+
+NAMES: dict[str, Entry] = {
+    "activation_checkpointing": alias("gradient_checkpointing"),
+    "activation_checkpointing_kwargs": alias("gradient_checkpointing_kwargs"),
+    "use_cache": fixed(
+        False,
+        "training always runs the model with use_cache=False (a cache breaks packing "
+        "isolation and costs memory)",
+    ),
+    "train_sampling_strategy": convert(
+        sampling, "random (default), sequential: disable_shuffling, group_by_length: group_by_length"
+    ),
+    "dataloader_in_order": inert("batches are always delivered in order by tunesmith's batch builder"),
+    "dataloader_multiprocessing_context": refuse(
+        "sets the start method of data-loader worker processes; "
+        "tunesmith's batch builder uses threads (batching_workers)"
+    ),
+    "ddp_static_graph": refuse("is not passed to DDP here; DDP runs with its defaults", False),
+    "enable_jit_checkpoint": refuse(
+        "saves a checkpoint when a job is preempted (SIGTERM); tunesmith always does this on SIGTERM/SIGINT",
+        False,
+    ),
+    **refuse_all(
+        "trackio_bucket_id trackio_static_space_id",
+        "is a Trackio setting; Trackio is not a supported report_to backend (use tensorboard, wandb, "
+        "swanlab or mlflow)",
+    ),
+    "sortish_sampler": refuse("is for encoder-decoder (seq2seq) models; use group_by_length", False),
+    "train_file": alias("dataset"),
+    "validation_file": alias("eval_dataset"),
+    "dataset_config_name": refuse(
+        "picks a hub dataset's configuration; write the dataset as an inline spec "
+        "{hf_hub_url: NAME, subset: CONFIG}"
+    ),
+    "block_size": convert(block_size, "cutoff_len (use stage: pt to concatenate and cut texts into blocks)"),
+    "max_train_samples": alias("max_samples"),
+    "max_eval_samples": refuse("caps the eval set; cut the eval file, or use val_size"),
+    "validation_split_percentage": convert(validation_percentage, "val_size (percentage / 100)"),
+    "keep_linebreaks": fixed(True, "plain-text data keeps its line breaks"),
+}
+
+MARKERS = frozenset(
+    {
+        "activation_checkpointing",
+        "train_sampling_strategy",
+        "dataloader_in_order",
+        "train_file",
+        "validation_file",
+        "block_size",
+        "validation_split_percentage",
+        "max_train_samples",
+        "use_cache",
+    }
+)
+
+DIALECT = Dialect("hf", "transformers", NAMES, MARKERS)

@@ -1,0 +1,104 @@
+"""MindSpeed-LLM's FSDP2 backend (`mindspeed_llm/fsdp2/utils/arguments.py`, sectioned YAML `model:`, `data:`,
+`training:`, `parallel:`, `optimization:`): the names beyond the spec tables tunesmith already knows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tunesmith.config.dialects import notes
+from tunesmith.config.dialects.base import Dialect, Entry, alias, convert, fixed, refuse, refuse_all
+
+
+def _log_memory(value: Any) -> dict[str, Any]:
+    return {"skip_memory_metrics": not (value is True or str(value).strip().lower() == "true")}
+
+
+NAMES: dict[str, Entry] = {
+    "deterministic": alias("full_determinism"),
+    "log_throughput": alias("include_tokens_per_second"),
+    "log_cpu_memory": convert(_log_memory, "skip_memory_metrics: not log_cpu_memory"),
+    "infer_backend": fixed("huggingface", "generation runs on the transformers model"),
+    "fsdp_implementation": fixed("native", "FSDP2 is torch's fully_shard"),
+    "indexer_loss_coeff": refuse(
+        "weights DeepSeek-V3.2's indexer loss, a MindSpeed model implementation; "
+        "tunesmith runs transformers' models",
+        1.0,
+    ),
+    "mtp_loss_scaling_factor": refuse(
+        "weights multi-token-prediction heads of MindSpeed's own model "
+        "implementations; tunesmith runs transformers' models",
+        0.3,
+    ),
+    "reset_attention_mask": refuse(
+        "resets attention at end-of-document tokens in pre-training blocks; use "
+        "stage: sft with neat_packing for per-document attention",
+        False,
+    ),
+    "append_eod": refuse(
+        "appends an end-of-document token in MindSpeed's pre-training pipeline; tunesmith's "
+        "pt stage appends the tokenizer's EOS to every text itself",
+        False,
+    ),
+    "quant_recipe_name": refuse("selects an mxfp8 recipe (Ascend/Hopper FP8 kernels); use bf16 or QLoRA"),
+    "quant_converters": refuse(
+        "belongs to mxfp8 training (Ascend/Hopper FP8 kernels); use bf16 or QLoRA", ["quantize.linear.mx"]
+    ),
+    "enable_fsdp_low_precision_all_gather": refuse("belongs to mxfp8 training; use bf16 or QLoRA", True),
+    "fsdp_low_precision_all_gather_mode": refuse("belongs to mxfp8 training; use bf16 or QLoRA", "on-demand"),
+    "efsdp_shard_placement_fn": refuse(
+        "shards experts by MindSpeed's placement functions; tunesmith's expert shards use shard_placement_fn",
+        "shard_by_dim_1",
+    ),
+    "hook_modules": refuse(
+        "names modules for MindSpeed's forward hooks; not implemented", ["model.layers.{*}"]
+    ),
+    **refuse_all(
+        "enable_chunk_batch",
+        "splits micro-batches into chunks inside MindSpeed's modules; use a "
+        "smaller per_device_train_batch_size with gradient_accumulation_steps",
+        False,
+    ),
+    **{
+        name: refuse(
+            "belongs to MindSpeed's chunked micro-batches (enable_chunk_batch); not implemented", default
+        )
+        for name, default in (
+            ("chunk_mbs", 1),
+            ("chunk_mbs_batch_dim", 0),
+            ("chunk_mbs_modules", ["model.layers.{*}"]),
+            ("chunk_mbs_arg_indexs", [0]),
+            ("chunk_mbs_kwarg_names", ["position_embeddings", "position_ids", "attention_mask", "input_ids"]),
+        )
+    },
+    **refuse_all(
+        "use_sparse_flash_attn use_fused_lightning_indexer use_fused_lightning_indexer_loss "
+        "use_ascend_mhc use_triton_swiglu_limit use_flash_gdn use_triton_rmsnormgated fix_router",
+        notes.NPU,
+        False,
+    ),
+    "pre_tokens": refuse(notes.NPU, 1048576),
+    "next_tokens": refuse(notes.NPU, 0),
+}
+
+MARKERS = frozenset(
+    {
+        "model_id",
+        "log_throughput",
+        "fsdp_implementation",
+        "ep_dispatcher",
+        "use_triton_gdn",
+        "gdn_chunk_size",
+        "moe_grouped_gemm",
+        "use_fused_rmsnorm",
+        "data_manager_type",
+        "profile_level",
+        "save_hf_weights",
+        "train_iters",
+        "lr_decay_style",
+        "seq_length",
+        "recompute",
+        "load",
+    }
+)
+
+DIALECT = Dialect("mindspeed", "MindSpeed-LLM", NAMES, MARKERS)

@@ -1,0 +1,172 @@
+"""TRL 1.x (`SFTConfig`, `DPOConfig`, `KTOConfig`, `RewardConfig`, the scripts' `ModelConfig` and
+`ScriptArguments`): names beyond transformers' TrainingArguments, and TRL's own defaults."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tunesmith.config.dialects.base import (
+    Dialect,
+    Entry,
+    HomeDefault,
+    alias,
+    convert,
+    fixed,
+    refuse,
+    refuse_all,
+)
+from tunesmith.config.dialects.swift import packing_strategy, padding_free
+from tunesmith.utils.errors import ConfigError
+
+SFT_LOSSES = ("nll", "dft")
+
+
+def loss_type(value: Any) -> dict[str, Any]:
+    """TRL `loss_type`: SFT `nll`/`dft`, or the preference loss(es) of DPO/KTO (one or a list)."""
+    items = value if isinstance(value, list) else [v.strip() for v in str(value).split(",") if v.strip()]
+    lowered = [str(v).strip().lower() for v in items]
+    if len(lowered) == 1 and lowered[0] in SFT_LOSSES:
+        return {"use_dft_loss": True} if lowered[0] == "dft" else {}
+    if any(v in SFT_LOSSES for v in lowered):
+        raise ConfigError(f"{value!r}: nll/dft are SFT losses and cannot be mixed with preference losses")
+    if lowered == ["kto"]:
+        return {}
+    return {"pref_loss": lowered if len(lowered) > 1 else lowered[0]}
+
+
+def completion_only(value: Any) -> dict[str, Any]:
+    """`completion_only_loss: true` trains only on the completion (tunesmith's default masking)."""
+    return {} if value is None else {"train_on_prompt": not _truthy(value)}
+
+
+def assistant_only(value: Any) -> dict[str, Any]:
+    """`assistant_only_loss: true` trains only on assistant turns; false (TRL's default) on every token."""
+    return {"train_on_prompt": not _truthy(value)}
+
+
+def use_peft(value: Any) -> dict[str, Any]:
+    """The TRL scripts' `--use_peft`: LoRA."""
+    return {"finetuning_type": "lora"} if _truthy(value) else {}
+
+
+def load_in(bits: int):
+    def fn(value: Any) -> dict[str, Any]:
+        return {"quantization_bit": bits} if _truthy(value) else {}
+
+    return fn
+
+
+def truncation_mode(value: Any) -> dict[str, Any]:
+    """`keep_start` (TRL's default) cuts the end, as tunesmith does; `keep_end` is not implemented."""
+    if str(value).strip().lower() != "keep_start":
+        raise ConfigError(
+            f"{value!r}: tunesmith truncates the end of a sequence (keep_start); keep_end is not implemented"
+        )
+    return {}
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.strip().lower() in ("true", "yes", "1"))
+
+
+NAMES: dict[str, Entry] = {
+    "beta": alias("pref_beta"),
+    "loss_type": convert(
+        loss_type,
+        "SFT: nll (default) or dft (use_dft_loss); DPO/KTO: pref_loss (a list is weighted by loss_weights)",
+    ),
+    "completion_only_loss": convert(completion_only, "train_on_prompt: not completion_only_loss"),
+    "assistant_only_loss": convert(assistant_only, "train_on_prompt: not assistant_only_loss"),
+    "padding_free": convert(padding_free, "batching_strategy: padding_free"),
+    "packing_strategy": convert(packing_strategy, "best-fit packing (bfd) is tunesmith's packing"),
+    "truncation_mode": convert(truncation_mode, "keep_start: the end is cut"),
+    "dataset_num_proc": alias("preprocessing_num_workers"),
+    "pad_to_multiple_of": refuse(
+        "pads batches to a multiple; tunesmith pads to the longest sequence, or packs", "auto"
+    ),
+    "eval_packing": refuse(
+        "packs the eval set differently from training; evaluation uses the training batching strategy"
+    ),
+    "shuffle_dataset": refuse(
+        "shuffles the dataset before packing; tunesmith shuffles every epoch (set "
+        "disable_shuffling to turn that off)",
+        False,
+    ),
+    "dataset_kwargs": refuse(
+        "passes extra arguments to TRL's dataset preparation; use the data arguments "
+        "(template, cutoff_len, train_on_prompt)"
+    ),
+    "activation_offloading": refuse(
+        "offloads activations to the CPU; not implemented: use gradient_checkpointing", False
+    ),
+    "precompute_ref_batch_size": refuse(
+        "sets the batch of the reference pass; it uses per_device_eval_batch_size here"
+    ),
+    "f_divergence_type": refuse("selects an f-divergence DPO, which is not implemented", "reverse_kl"),
+    "f_alpha_divergence_coef": refuse("belongs to f-divergence DPO, which is not implemented", 0.5),
+    "use_weighting": refuse("is WPO weighting, which is not implemented", False),
+    "discopop_tau": refuse("belongs to the DiscoPOP loss, which is not implemented", 0.05),
+    "use_peft": convert(use_peft, "finetuning_type: lora"),
+    "lora_r": alias("lora_rank"),
+    "lora_target_modules": alias("target_modules"),
+    "lora_modules_to_save": alias("modules_to_save"),
+    "lora_task_type": fixed("CAUSAL_LM", "adapters are for causal language models"),
+    "load_in_8bit": convert(load_in(8), "quantization_bit: 8"),
+    "load_in_4bit": convert(load_in(4), "quantization_bit: 4"),
+    "bnb_4bit_quant_type": fixed("nf4", "4-bit weights are NF4 with double quantisation here"),
+    "use_bnb_nested_quant": fixed(True, "4-bit weights are NF4 with double quantisation here"),
+    "bnb_4bit_quant_storage": refuse("sets the storage dtype of 4-bit weights; it is uint8 here"),
+    "dataset_name": alias("dataset"),
+    "dataset_config": refuse(
+        "picks a hub dataset's configuration; write the dataset as an inline spec "
+        "{hf_hub_url: NAME, subset: CONFIG}"
+    ),
+    "dataset_train_split": fixed(
+        "train", "the training split is 'train' (an inline spec sets another split)"
+    ),
+    "dataset_test_split": refuse(
+        "names a hub dataset's eval split; give eval_dataset an inline spec with its split, or use val_size",
+        "test",
+    ),
+    "dataset_streaming": alias("streaming"),
+    "ignore_bias_buffers": refuse("works around DDP with boolean buffers; not needed here", False),
+    **refuse_all(
+        "sync_ref_model", "updates the reference model during training (TR-DPO); not implemented", False
+    ),
+}
+
+MARKERS = frozenset(
+    {
+        "dataset_text_field",
+        "completion_only_loss",
+        "assistant_only_loss",
+        "packing_strategy",
+        "eval_packing",
+        "beta",
+        "max_prompt_length",
+        "max_completion_length",
+        "precompute_ref_log_probs",
+        "use_peft",
+        "lora_r",
+        "lora_target_modules",
+        "load_in_4bit",
+        "load_in_8bit",
+        "model_init_kwargs",
+        "truncation_mode",
+        "activation_offloading",
+        "dataset_train_split",
+        "f_divergence_type",
+    }
+)
+
+DEFAULTS = {
+    "learning_rate": HomeDefault(
+        fn=lambda get: {"dpo": 1e-6, "kto": 1e-6, "rm": 1e-4}.get(get("stage"), 2e-5),
+        why="TRL: SFTConfig 2e-5, DPOConfig/KTOConfig 1e-6, RewardConfig 1e-4",
+    ),
+    "logging_steps": HomeDefault(10, why="TRL's configs log every 10 steps"),
+    "gradient_checkpointing": HomeDefault(True, why="TRL's configs turn gradient checkpointing on"),
+    "cutoff_len": HomeDefault(1024, why="TRL's max_length defaults to 1024"),
+}
+
+DIALECT = Dialect("trl", "TRL", NAMES, MARKERS, DEFAULTS, overrides=frozenset())
