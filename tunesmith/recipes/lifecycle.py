@@ -14,7 +14,7 @@ from tunesmith.train.callbacks import Callback
 from tunesmith.train.checkpoint_load import load_checkpoint
 from tunesmith.train.control import EvalSaveControl
 from tunesmith.train.evaluation import Evaluator, load_hook
-from tunesmith.train.predict import predict
+from tunesmith.train.predict import predict, prediction_decoding
 from tunesmith.train.signals import StopRequest
 from tunesmith.train.trainer import Trainer
 from tunesmith.utils import dist_env
@@ -122,7 +122,9 @@ def predict_after_training(
         logger.warning("do_predict / predict_with_generate: no test or eval data to predict on")
         return None
     if args.predict_with_generate:
-        result = predict(model, tokenizer, rows, args.output_dir, num_beams=cfg.data.eval_num_beams or 1)
+        result = predict(
+            model, tokenizer, rows, args.output_dir, decoding=prediction_decoding(model, tokenizer, cfg)
+        )
     else:
         sets = {"test": rows.select_columns(["input_ids", "labels"])}
         result = Evaluator(sets, args, _pad_id(tokenizer), prefix="predict").evaluate(model)

@@ -1,5 +1,6 @@
-"""`predict_with_generate`: generate an answer for each eval prompt, write `generated_predictions.jsonl` (prompt,
-label, prediction) and BLEU-4 / ROUGE-1/2/L scores (x100, averaged over examples, as LLaMA-Factory reports them).
+"""`predict_with_generate`: generate an answer for each eval prompt (through the shared generation core,
+`tunesmith.model.generation`), write `generated_predictions.jsonl` (prompt, label, prediction) and BLEU-4 /
+ROUGE-1/2/L scores (x100, averaged over examples, as LLaMA-Factory reports them).
 
 Text is split into words at spaces and punctuation, with every CJK character its own word. BLEU-4 is sentence
 BLEU with NIST geometric smoothing of zero n-gram counts (nltk's method3); ROUGE scores are F1.
@@ -16,11 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import GenerationConfig
 
+from tunesmith.model.generation import Decoding, decoding_from, generate, with_overrides
 from tunesmith.train.loss import IGNORE_INDEX
 
 _WORD = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]|\w+|[^\w\s]", re.UNICODE)
-MAX_NEW_TOKENS = 64
+MAX_NEW_TOKENS = 64  # predict_with_generate, unless max_new_tokens is set
+PREDICT_BATCH = 8
 
 
 def words(text: str) -> list[str]:
@@ -104,36 +108,50 @@ def predict(
     output_dir: str | Path,
     num_beams: int = 1,
     max_new_tokens: int = MAX_NEW_TOKENS,
+    decoding: Decoding | None = None,
 ) -> dict[str, float]:
-    """Generate for each row's prompt (greedy or beam search), write the predictions and the scores."""
+    """Generate for each row's prompt through the shared generation core (`decoding`, default greedy or beam
+    search with `num_beams`), in left-padded batches; write the predictions and the scores."""
+    if decoding is None:
+        config = GenerationConfig(
+            do_sample=False,
+            num_beams=num_beams,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        decoding = Decoding(config)
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
-    records = []
+    pairs = [split_example(row) for row in rows]
     try:
-        for row in rows:
-            prompt, label = split_example(row)
-            ids = torch.tensor([prompt], device=device)
-            with torch.no_grad():
-                out = model.generate(
-                    ids,
-                    attention_mask=torch.ones_like(ids),
-                    max_new_tokens=max_new_tokens,
-                    num_beams=num_beams,
-                    do_sample=False,
-                    pad_token_id=tokenizer.pad_token_id,
-                    eos_token_id=tokenizer.eos_token_id,
-                )
-            records.append(
-                {
-                    "prompt": tokenizer.decode(prompt, skip_special_tokens=False),
-                    "label": tokenizer.decode(label, skip_special_tokens=True),
-                    "prediction": tokenizer.decode(out[0, len(prompt) :], skip_special_tokens=True),
-                }
+        answers = [
+            out
+            for start in range(0, len(pairs), PREDICT_BATCH)
+            for out in generate(
+                model, tokenizer, [p for p, _ in pairs[start : start + PREDICT_BATCH]], decoding
             )
+        ]
     finally:
         model.train(was_training)
+    records = [
+        {
+            "prompt": tokenizer.decode(prompt, skip_special_tokens=False),
+            "label": tokenizer.decode(label, skip_special_tokens=True),
+            "prediction": out.text,
+        }
+        for (prompt, label), out in zip(pairs, answers, strict=True)
+    ]
     return write_predictions(records, output_dir)
+
+
+def prediction_decoding(model: torch.nn.Module, tokenizer: Any, cfg: Any) -> Decoding:
+    """The decoding of predict_with_generate: the generation arguments, `eval_num_beams` when set, and at most
+    MAX_NEW_TOKENS new tokens unless `max_new_tokens` is set."""
+    decoding = decoding_from(model, tokenizer, cfg.generation, int(cfg.train.seed))
+    if not cfg.is_set("max_new_tokens"):
+        decoding = with_overrides(decoding, max_new_tokens=MAX_NEW_TOKENS)
+    return with_overrides(decoding, num_beams=cfg.data.eval_num_beams)
 
 
 def write_predictions(records: list[dict[str, str]], output_dir: str | Path) -> dict[str, float]:
