@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,14 +46,19 @@ def config_to_dict(cfg: TunesmithConfig, *, redact: bool = True) -> dict[str, di
     return out
 
 
-def save_config(cfg: TunesmithConfig, path: str | Path) -> Path:
-    """Write the resolved config, secrets removed, as a flat YAML file that `tunesmith train` accepts back."""
+def save_config(
+    cfg: TunesmithConfig, path: str | Path, scrub: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+) -> Path:
+    """Write the resolved config, secrets removed, as a flat YAML file that `tunesmith train` accepts back;
+    `scrub` also hides secret values wherever else they appear (e.g. a token reused in `run_name`)."""
     flat: dict[str, Any] = {}
     fields = fields_by_name()
     for section in config_to_dict(cfg, redact=True).values():
         for name, value in section.items():
             if not (fields[name].info.secret and value == REDACTED):
                 flat[name] = value
+    if scrub is not None:
+        flat = scrub(flat)
     path = Path(path)
     path.write_text(yaml.safe_dump(flat, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return path

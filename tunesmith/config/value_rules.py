@@ -1,5 +1,6 @@
 """Value rules that no single field's type or range can say: finite numbers, seeds numpy accepts, a run that
-trains at least one step, and an `output_dir` that is a usable folder and never one the run reads from."""
+trains at least one step, an existing `dataset_dir`, and an `output_dir` that is a usable folder and never one the
+run reads from."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ def check_values(cfg: TunesmithConfig) -> None:
     _finite(cfg)
     _seeds(cfg)
     _not_empty(cfg)
+    _dataset_dir(cfg)
     _output_dir(cfg)
 
 
@@ -44,6 +46,12 @@ def _not_empty(cfg: TunesmithConfig) -> None:
             f"{cfg.where('num_train_epochs')}: {train.num_train_epochs} with {cfg.where('max_steps')} "
             f"{train.max_steps} trains no step; set num_train_epochs > 0 or max_steps > 0"
         )
+
+
+def _dataset_dir(cfg: TunesmithConfig) -> None:
+    value = cfg.data.dataset_dir
+    if cfg.is_set("dataset_dir") and value and not value.startswith("builtin:") and not Path(value).is_dir():
+        raise ConfigError(f"{cfg.where('dataset_dir')}: {value} is not an existing folder")
 
 
 def _output_dir(cfg: TunesmithConfig) -> None:

@@ -188,10 +188,12 @@ def _spec_from_path(name: str, base: Path, registry_path: Path, field: str) -> D
             )
     if _HUB_ID.match(name):
         return DatasetSpec(name, "hf_hub", name, origin=f"{field} {name!r}", auto_format=True)
-    known = f"; {registry_path} defines: {', '.join(sorted(_registry_names(registry_path)))}"
+    if registry_path.is_file():
+        known = f"; {registry_path} defines: {', '.join(sorted(_registry_names(registry_path)))}"
+    else:
+        known = f" (no {DATA_CONFIG} in {registry_path.parent})"
     raise ConfigError(
-        f"{field}: {name!r} is not in {registry_path}, not an existing file or folder, and not a hub id"
-        + (known if registry_path.is_file() else f" (no {DATA_CONFIG} in {registry_path.parent})")
+        f"{field}: {name!r} is not in {registry_path}, not an existing file or folder, and not a hub id{known}"
     )
 
 

@@ -1,10 +1,13 @@
-"""Log levels per process (HF `log_level` / `log_level_replica` / `log_on_each_node`) and secret redaction."""
+"""Log levels per process (HF `log_level` / `log_level_replica` / `log_on_each_node`) and secret redaction
+(secret values and URL credentials)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
 from typing import Any
+
+from tunesmith.utils.url_redact import redact_urls
 
 LOGGER_NAMES = ("tunesmith", "transformers")
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
@@ -36,18 +39,20 @@ class RedactFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Render the message, redact it and keep the record."""
-        message = record.getMessage()
-        for value in self.secrets:
-            message = message.replace(value, "***")
-        record.msg, record.args = message, None
+        record.msg, record.args = redact_message(record.getMessage(), self.secrets), None
         return True
+
+
+def redact_message(text: str, secrets: Iterable[str] = ()) -> str:
+    """`text` with each secret value (longest first) and every URL credential or signature as `***`."""
+    for value in sorted(set(secrets), key=len, reverse=True):
+        text = text.replace(value, "***")
+    return redact_urls(text)
 
 
 def add_redaction(secrets: Iterable[str]) -> None:
     """Attach a RedactFilter to every handler of the root and tunesmith loggers (child loggers included)."""
-    secrets = [s for s in secrets if s]
-    if not secrets:
-        return
+    secrets = [s for s in secrets if s]  # none: the filter still hides URL credentials
     for logger in (logging.getLogger(), logging.getLogger("tunesmith")):
         for handler in logger.handlers:
             if not any(
