@@ -282,12 +282,19 @@ def main(argv: list[str] | None = None) -> int:
     if command is None:
         print(f"tunesmith: unknown command {argv[0]!r}\n{USAGE}", file=sys.stderr)
         return 2
+    if any(token in ("-h", "--help") for token in argv[1:]):
+        print(command_help(argv[0], command))
+        return 0
     logging.basicConfig(level=logging.INFO, format="[tunesmith] %(message)s")
+    from tunesmith.report.secrets import secret_values
+    from tunesmith.utils.logging import add_redaction, redact_message
+
+    add_redaction([])  # URL credentials never reach a log line
     try:
         config, overrides, options = split_args(argv[1:], command.flags)
         return command.run(config, overrides, options)
     except TunesmithError as exc:
-        print(f"tunesmith: error: {exc}", file=sys.stderr)
+        print(f"tunesmith: error: {redact_message(str(exc), secret_values())}", file=sys.stderr)
         return 2
 
 
