@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from transformers import PreTrainedModel
 
+from tunesmith.config.arguments import MethodArguments
+from tunesmith.model.adapter_variants import ADAPTER_TYPES
 from tunesmith.utils.errors import ConfigError
 
 if TYPE_CHECKING:  # peft is imported only when an adapter is used (it takes seconds to import)
@@ -28,21 +30,32 @@ def apply_finetuning(
     initial weights are drawn with `seed`. `methods` (cfg.methods) adds freeze tuning's extra modules and
     LLaMA-Pro's evenly spread layers."""
     kind = margs.finetuning_type
+    methods = methods if methods is not None else MethodArguments()
     quantized = getattr(model, "is_quantized", False)
     if kind == "qlora" and not quantized:
         raise ConfigError("finetuning_type: qlora needs a 4-bit base; load the model through load_model")
-    if kind in ("lora", "qlora"):
-        return _apply_lora(model, margs, quantized, seed)
+    if kind in ADAPTER_TYPES:
+        if kind not in ("lora", "qlora") and quantized:
+            raise ConfigError(
+                f"finetuning_type: {kind} on a quantised base is not supported; use lora or qlora"
+            )
+        return _apply_lora(model, margs, quantized, seed, methods)
     if kind == "full":
         for param in model.parameters():
             param.requires_grad_(True)
         return model
     if kind == "freeze":
-        extra = methods.freeze_extra_modules if methods is not None else None
-        llama_pro = bool(methods is not None and methods.use_llama_pro)
-        _apply_freeze(model, margs.freeze_trainable_layers, margs.freeze_trainable_modules, extra, llama_pro)
+        _apply_freeze(
+            model,
+            margs.freeze_trainable_layers,
+            margs.freeze_trainable_modules,
+            methods.freeze_extra_modules,
+            methods.use_llama_pro,
+        )
         return model
-    raise ConfigError(f"finetuning_type: {kind!r} is not allowed; choose one of: full, freeze, lora, qlora")
+    raise ConfigError(
+        f"finetuning_type: {kind!r} is not allowed; choose one of: full, freeze, {', '.join(ADAPTER_TYPES)}"
+    )
 
 
 def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
@@ -69,31 +82,28 @@ def is_adapter_model(model: Any) -> bool:
     return peft is not None and isinstance(model, peft.PeftModel)
 
 
-def _apply_lora(model: PreTrainedModel, margs: Any, quantized: bool, seed: int) -> PeftModel:
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+def _apply_lora(model: PreTrainedModel, margs: Any, quantized: bool, seed: int, methods: Any) -> PeftModel:
+    """The adapter of `finetuning_type` (LoRA and its variants: model/adapter_variants.py) on `model`."""
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    from tunesmith.model.adapter_variants import cast_adapter, peft_config
 
     if quantized:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     target = margs.target_modules
     whole = isinstance(target, str) and target in ("all-linear", "all")
     target = "all-linear" if whole else _names(target, "target_modules")
-    config = LoraConfig(
-        task_type="CAUSAL_LM",
-        r=margs.lora_rank,
-        lora_alpha=margs.lora_alpha,
-        lora_dropout=margs.lora_dropout,
-        target_modules=target,
-        use_dora=margs.use_dora,
-        use_rslora=margs.use_rslora,
-        modules_to_save=_modules_to_save(model, margs),
-        ensure_weight_tying=bool(getattr(model.config, "tie_word_embeddings", False)),
-    )
+    config = peft_config(margs.finetuning_type, margs, methods, target, _modules_to_save(model, margs))
+    if hasattr(config, "ensure_weight_tying"):
+        config.ensure_weight_tying = bool(getattr(model.config, "tie_word_embeddings", False))
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return get_peft_model(model, config)
+            peft_model = get_peft_model(model, config)
     except ValueError as err:
         raise ConfigError(f"target_modules: {err}".splitlines()[0]) from err
+    cast_adapter(peft_model, methods.lora_dtype)
+    return peft_model
 
 
 def _modules_to_save(model: PreTrainedModel, margs: Any) -> list[str] | None:

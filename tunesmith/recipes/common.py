@@ -31,6 +31,7 @@ from tunesmith.report.secrets import scrub, secret_values
 from tunesmith.train.callbacks import SaveOnAbort
 from tunesmith.train.lisa import build_lisa
 from tunesmith.train.model_setup import seed_everything
+from tunesmith.train.pissa_convert import build_pissa_convert
 from tunesmith.train.profiling import build_profiler
 from tunesmith.train.signals import StopRequest, stop_on_signals
 from tunesmith.train.trainer import Trainer, TrainState
@@ -135,7 +136,7 @@ def _train(
         reporter=reporter_for(cfg),
         callbacks=[
             SaveOnAbort(tokenizer, output_dir, save=lambda m, tok, path: run.save_output(m, tok, cfg, path)),
-            *[c for c in (build_profiler(cfg), build_lisa(cfg)) if c is not None],
+            *[c for c in (build_profiler(cfg), build_lisa(cfg), build_pissa_convert(cfg)) if c is not None],
             *lifecycle_callbacks(cfg, data.eval, tokenizer, stop, make_evaluator),
         ],
         per_token_loss=per_token_loss(cfg),

@@ -23,6 +23,51 @@ class MethodArguments:
     )
     loraplus_lr_embedding: float = arg(1e-6, "LoRA+: learning rate of LoRA embedding B matrices.", minimum=0)
 
+    # --- adapter variants (finetuning_type lora/qlora, oft, boft, vera) -------------------------------------------
+    init_lora_weights: bool | str = arg(
+        True,
+        "LoRA initialisation (peft): true (B = 0), false, gaussian, pissa (exact SVD), pissa_niter_<n> (fast "
+        "SVD), olora, orthogonal.",
+    )
+    pissa_init: bool = arg(False, "PiSSA: start A, B from the principal singular vectors of each weight.")
+    pissa_iter: int = arg(16, "PiSSA: fast-SVD iterations; -1 computes the exact SVD.", minimum=-1)
+    pissa_convert: bool = arg(
+        False,
+        "PiSSA: also save the trained adapter as a plain LoRA of the original weights (output_dir/pissa_converted).",
+    )
+    lora_bias: str = arg(
+        "none",
+        "Which biases train with the adapter: none, all, or lora_only (peft bias).",
+        choices=("none", "all", "lora_only"),
+    )
+    lora_dtype: str | None = arg(
+        None,
+        "Dtype of the trainable adapter weights; unset keeps the model's.",
+        choices=("float16", "bfloat16", "float32"),
+        value_aliases={"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"},
+    )
+    target_regex: str | None = arg(
+        None, "Adapter targets as one regular expression over module names (replaces target_modules)."
+    )
+    target_parameters: list[str] | None = arg(
+        None,
+        "LoRA on parameters by name instead of modules (e.g. MoE expert weights; peft target_parameters).",
+    )
+    oft_rank: int = arg(0, "OFT: number of blocks r (0: derive it from oft_block_size).", minimum=0)
+    oft_block_size: int = arg(32, "OFT: block size (used when oft_rank is 0).", minimum=0)
+    oft_target: str | list[str] = arg("all", "OFT: target modules; all uses target_modules.")
+    module_dropout: float = arg(
+        0.0, "OFT: probability of dropping a whole block (multiplicative dropout).", minimum=0, maximum=1
+    )
+    boft_block_size: int = arg(4, "BOFT: block size.", minimum=0)
+    boft_block_num: int = arg(0, "BOFT: number of blocks (0: from boft_block_size).", minimum=0)
+    boft_n_butterfly_factor: int = arg(1, "BOFT: butterfly factor.", minimum=1)
+    boft_dropout: float = arg(0.0, "BOFT: multiplicative dropout probability.", minimum=0, maximum=1)
+    vera_rank: int = arg(256, "VeRA: rank of the shared random projections.", minimum=1)
+    vera_projection_prng_key: int = arg(0, "VeRA: seed of the shared random projections.")
+    vera_dropout: float = arg(0.0, "VeRA: dropout on the input.", minimum=0, maximum=1)
+    vera_d_initial: float = arg(0.1, "VeRA: initial value of the trainable d vector.")
+
     # --- selective training (ms-swift full tuning, LLaMA-Factory freeze tuning) -----------------------------------
     freeze_parameters: list[str] | None = arg(
         None,

@@ -111,9 +111,10 @@ class ModelArguments:
     # --- fine-tuning method ---------------------------------------------------------------------------------------
     finetuning_type: str = arg(
         "full",
-        "Which weights train: full (all), freeze (the last layers only), lora, or qlora (LoRA on a 4-bit base).",
+        "Which weights train: full (all), freeze (the last layers only), lora, qlora (LoRA on a 4-bit base), or "
+        "the peft adapters oft, boft, vera.",
         aliases=("train_type",),
-        choices=("full", "freeze", "lora", "qlora"),
+        choices=("full", "freeze", "lora", "qlora", "oft", "boft", "vera"),
         sources="004",
         default_note="HF Trainer, MindSpeed and LLaMA-Factory v1 train all weights; ms-swift defaults to lora.",
     )
