@@ -85,30 +85,36 @@ def _looks_like_config(token: str) -> bool:
     )
 
 
-def _load(config: str | None, overrides: list[str], *, user_code: bool = True):
-    """Read and validate the config; without `user_code` (commands that only look) its plugin_modules are not
-    imported."""
+def _load(config: str | None, overrides: list[str], *, user_code: bool = True, hint: str | None = None):
+    """Read and validate the config (`hint`: the dialect the command implies); without `user_code` (commands
+    that only look) its plugin_modules are not imported."""
     from tunesmith.config import load_config
 
     if user_code:
-        return load_config(config, overrides)
+        return load_config(config, overrides, hint=hint)
     from tunesmith.config.validate import validate_config
 
-    cfg = load_config(config, overrides, validate=False)
+    cfg = load_config(config, overrides, validate=False, hint=hint)
     validate_config(cfg, user_code=False)
     return cfg
 
 
 def cmd_train(
-    config: str | None, overrides: list[str], options: dict[str, Any], stage: str | None = None
+    config: str | None,
+    overrides: list[str],
+    options: dict[str, Any],
+    stage: str | None = None,
+    hint: str | None = None,
 ) -> int:
     """Load and validate the config, start more processes if asked, then run the stage's recipe."""
     if stage is not None:
         overrides = [*overrides, f"stage={stage}"]
-    cfg = _load(config, overrides)  # validated once here, before any process is started or anything loads
+    # validated once, before any process is started or anything loads
+    cfg = _load(config, overrides, hint=hint)
     from tunesmith.launcher import relaunch
 
-    code = relaunch(["train", *([config] if config else []), *overrides])
+    # the started processes read the config in the dialect this one resolved (the command's hint included)
+    code = relaunch(["train", *([config] if config else []), f"dialect={cfg.train.dialect}", *overrides])
     if code is not None:
         return code
     from tunesmith.recipes import run_recipe
@@ -117,26 +123,10 @@ def cmd_train(
     return 0
 
 
-# ms-swift's rlhf_type -> (stage, pref_loss or None)
-RLHF_TYPES = {
-    "dpo": ("dpo", None),
-    "orpo": ("dpo", "orpo"),
-    "simpo": ("dpo", "simpo"),
-    "kto": ("kto", None),
-    "rm": ("rm", None),
-}
-
-
 def cmd_rlhf(config: str | None, overrides: list[str], options: dict[str, Any]) -> int:
-    """`tunesmith rlhf --rlhf_type T ...`: the stage (and pref_loss) of ms-swift's rlhf_type, then train."""
-    kind = options.get("--rlhf_type", "dpo")
-    if kind not in RLHF_TYPES:
-        raise TunesmithError(
-            f"--rlhf_type: {kind!r} is not supported; allowed: {', '.join(RLHF_TYPES)} (cpo: use simpo with "
-            "pref_ftx, ppo/grpo/gkd: not available)"
-        )
-    stage, loss = RLHF_TYPES[kind]
-    return cmd_train(config, [*overrides, *([f"pref_loss={loss}"] if loss else [])], options, stage=stage)
+    """`tunesmith rlhf --rlhf_type T ...` is ms-swift's rlhf command: its dialect maps rlhf_type (default dpo,
+    as in ms-swift) onto the stage and preference loss."""
+    return cmd_train(config, ["--rlhf_type", "dpo", *overrides], options, hint="swift")
 
 
 def cmd_plan(config: str | None, overrides: list[str], options: dict[str, Any]) -> int:
@@ -153,13 +143,22 @@ def cmd_plan(config: str | None, overrides: list[str], options: dict[str, Any]) 
 
 
 def _format_plan(report: dict[str, Any]) -> str:
-    lines = ["derived:"]
+    lines = _format_dialect(report["dialect"]) + ["derived:"]
     lines += [f"  {k}: {v}" for k, v in report["derived"].items()]
     for section, values in report["config"].items():
         lines.append(f"{section}:")
         lines += [f"  {k}: {v!r}" for k, v in values.items() if k in report["set"]]
     lines.append("(only arguments you set are listed; `--json` shows every value)")
     return "\n".join(lines)
+
+
+def _format_dialect(dialect: dict[str, Any]) -> list[str]:
+    """Which system's dialect the config was read in, how its own keys were taken, and the defaults it brought."""
+    lines = [f"dialect: {dialect['name']} ({dialect.get('reason', '')})"]
+    lines += [f"  {t['key']} ({t['origin']}): {t['how']}" for t in dialect.get("taken", [])]
+    for name, default in dialect.get("defaults", {}).items():
+        lines.append(f"  default {name} = {default['value']!r}: {default['why']}")
+    return lines
 
 
 def cmd_args(config: str | None, overrides: list[str], options: dict[str, Any]) -> int:
@@ -256,7 +255,7 @@ COMMANDS: dict[str, Command] = {
     "dpo": Command(lambda c, o, p: cmd_train(c, o, p, stage="dpo"), {}, "train with stage=dpo"),
     "kto": Command(lambda c, o, p: cmd_train(c, o, p, stage="kto"), {}, "train with stage=kto"),
     "rm": Command(lambda c, o, p: cmd_train(c, o, p, stage="rm"), {}, "train a reward model (stage=rm)"),
-    "rlhf": Command(lambda c, o, p: cmd_rlhf(c, o, p), {"--rlhf_type": True}, "ms-swift's rlhf command"),
+    "rlhf": Command(cmd_rlhf, {}, "ms-swift's rlhf command (--rlhf_type dpo|orpo|simpo|kto|rm)"),
     "export": Command(_infer("run_export"), _infer_flags("export"), "merge / convert into a plain HF model"),
     "convert": Command(_infer("run_export"), _infer_flags("export"), "alias of export"),
     "chat": Command(_infer("run_chat"), _infer_flags("chat"), "terminal chat"),
@@ -270,6 +269,21 @@ COMMANDS: dict[str, Command] = {
     "version": Command(cmd_version, {}, "version"),
     "env": Command(cmd_env, {}, "environment"),
 }
+
+
+def command_help(name: str, command: Command) -> str:
+    """`tunesmith NAME --help`: what the command does, its own flags, and how to pass config arguments."""
+    doc = " ".join((command.run.__doc__ or command.help).split())
+    lines = [f"usage: tunesmith {name} [CONFIG.yaml] [key=value | --key value ...]", "", doc]
+    if command.flags:
+        lines += ["", "options:"]
+        lines += [f"  {flag}{' VALUE' if takes else ''}" for flag, takes in command.flags.items()]
+    lines += [
+        "",
+        "Any argument can follow as key=value or --key value (ms-swift, LLaMA-Factory, TRL and HF names too);",
+        "`tunesmith args` lists them all, `tunesmith plan CONFIG` shows how a config is read.",
+    ]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

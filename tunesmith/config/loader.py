@@ -121,7 +121,11 @@ def _merge_dotted(settings: list[Setting]) -> list[Setting]:
 
 
 def _unknown_key_message(setting: Setting, key: str, table: dict[str, str]) -> str:
-    close = difflib.get_close_matches(key, list(table), n=1, cutoff=0.6)
+    """'unknown key', with a suggestion only when a known name (tunesmith's or a peer's) is really close."""
+    from tunesmith.config.dialects import DIALECTS
+
+    names = set(table) | {name for d in DIALECTS.values() for name in d.names}
+    close = difflib.get_close_matches(key, sorted(names), n=1, cutoff=0.82)
     hint = f"; did you mean {close[0]!r}?" if close else "; run `tunesmith args` for the list of arguments"
     return f"unknown key {setting.key!r} ({setting.origin}){hint}"
 

@@ -264,8 +264,13 @@ def _resolve_dist_config(cfg: TunesmithConfig) -> None:
 
 
 def _deepspeed_spec(value: str | dict[str, Any]) -> dict[str, Any]:
+    """A JSON file, an inline mapping, or a preset by name (ms-swift's `--deepspeed zero2`, zero3_offload ...)."""
+    from tunesmith.config.deepspeed_presets import PRESETS, preset
+
     if isinstance(value, dict):
         return {"name": "deepspeed", "config": value}
+    if value in PRESETS:
+        return {"name": "deepspeed", "config": preset(value)}
     return {"name": "deepspeed", "config_file": value}
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,11 @@ PEFT_KEYS = {
 def _plugin(value: Any, what: str) -> tuple[str, dict[str, Any]] | None:
     if value is None:
         return None
+    if isinstance(value, str) and value.strip().startswith("{"):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{what}: invalid JSON ({exc.msg})") from None
     if isinstance(value, str):
         return value.strip().lower(), {}
     if not isinstance(value, dict) or "name" not in value:

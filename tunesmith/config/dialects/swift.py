@@ -26,7 +26,6 @@ RLHF_TYPES = {
     "dpo": {"stage": "dpo"},
     "orpo": {"stage": "dpo", "pref_loss": "orpo"},
     "simpo": {"stage": "dpo", "pref_loss": "simpo"},
-    "cpo": {"stage": "dpo", "pref_loss": "cpo"},
     "kto": {"stage": "kto"},
     "rm": {"stage": "rm"},
 }
@@ -38,6 +37,11 @@ def rlhf_type(value: Any) -> dict[str, Any]:
     key = str(value).strip().lower()
     if key in ("ppo", "grpo", "gkd", "gspo", "dapo", "rloo", "reinforce_plus_plus"):
         raise ConfigError(f"{key!r} {notes.ROLLOUT}")
+    if key == "cpo":
+        raise ConfigError(
+            "'cpo' (CPO's loss) is not implemented; the reference-free losses orpo and simpo run "
+            "here (--rlhf_type orpo|simpo)"
+        )
     if key not in RLHF_TYPES:
         raise ConfigError(f"{value!r} is not allowed; choose one of: {', '.join(RLHF_TYPES)}")
     return RLHF_TYPES[key]
@@ -246,7 +250,7 @@ MODEL = {
     "enable_npu_model_patch": refuse(notes.NPU, True),
 }
 TRAINING = {
-    "rlhf_type": convert(rlhf_type, "stage (dpo, kto, rm) and pref_loss (orpo, simpo, cpo)"),
+    "rlhf_type": convert(rlhf_type, "stage (dpo, kto, rm) and pref_loss (orpo, simpo)"),
     "loss_type": convert(loss_type, "pref_loss for rlhf (sigmoid, hinge, ipo ...); dft: use_dft_loss"),
     "enable_dft_loss": alias("use_dft_loss"),
     "enable_channel_loss": refuse(
