@@ -13,10 +13,12 @@ import pytest
 from helpers import tiny_model, tiny_tokenizer, write_jsonl
 
 from tunesmith.config import load_config
+from tunesmith.data.batching.builder import batch_settings
 from tunesmith.data.batching.pairs import build_preference_batcher
 from tunesmith.data.pipeline import build_datasets
 from tunesmith.model.reference import freeze
 from tunesmith.train.losses.dpo import PairObjective
+from tunesmith.train.reference_logps import add_reference_logps
 from tunesmith.train.trainer import Trainer
 
 trl = pytest.importorskip("trl")
@@ -78,7 +80,7 @@ def config_overrides(tmp, path, loss) -> list[str]:
     ]
 
 
-def run_trl(model, loss, weights, tmp_path, peft: bool):
+def run_trl(model, loss, weights, tmp_path, peft: bool, precompute: bool = False):
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
@@ -103,6 +105,7 @@ def run_trl(model, loss, weights, tmp_path, peft: bool):
         loss_weights=weights,
         max_length=None,
         disable_tqdm=True,
+        precompute_ref_log_probs=precompute,
         seed=0,
     )
     kwargs = {}
@@ -122,12 +125,16 @@ def run_trl(model, loss, weights, tmp_path, peft: bool):
     return trainer
 
 
-def run_ours(model, loss, weights, tmp_path, processed, peft: bool) -> list[dict]:
+def run_ours(model, loss, weights, tmp_path, processed, peft: bool, precompute: bool = False) -> list[dict]:
     path, processed_set = processed
     cfg = load_config(None, config_overrides(tmp_path, path, loss), validate=False)
     cfg.preference.loss_weights = weights
-    batcher = build_preference_batcher(cfg, processed_set, tiny_tokenizer())
     reference = None if peft else freeze(copy.deepcopy(model))
+    if precompute:  # what precompute_ref_log_probs does before training; no reference afterwards
+        settings = batch_settings(cfg, tiny_tokenizer())
+        processed_set = add_reference_logps(processed_set, model, reference, peft, settings, MICRO)
+        reference, peft = None, False
+    batcher = build_preference_batcher(cfg, processed_set, tiny_tokenizer())
     objective = PairObjective(cfg.preference, reference, adapter_reference=peft)
     trainer = Trainer(model, cfg.train, batcher, loss_fn=objective)
     state = trainer.train()
@@ -153,14 +160,15 @@ CASES = [
     ("full", ("sigmoid", "sft"), [1.0, 0.5]),
     ("lora", "sigmoid", None),
     ("lora", ("sigmoid", "bco_pair"), [0.7, 0.3]),
+    ("lora-precompute", "sigmoid", None),
 ]
 
 
 @pytest.mark.parametrize(("kind", "loss", "weights"), CASES)
 def test_dpo_matches_trl(processed, tmp_path, kind, loss, weights):
-    peft = kind == "lora"
+    peft, precompute = kind.startswith("lora"), kind.endswith("precompute")
     base = tiny_model()
-    trainer = run_trl(copy.deepcopy(base), loss, weights, tmp_path, peft)
+    trainer = run_trl(copy.deepcopy(base), loss, weights, tmp_path, peft, precompute)
     mine_model = copy.deepcopy(base)
     if peft:
         from peft import LoraConfig, get_peft_model
@@ -172,7 +180,7 @@ def test_dpo_matches_trl(processed, tmp_path, kind, loss, weights):
         mine_model.load_state_dict(start, strict=False)
     trainer.train()
     theirs = [h for h in trainer.state.log_history if "loss" in h]
-    ours = run_ours(mine_model, loss, weights, tmp_path, processed, peft)
+    ours = run_ours(mine_model, loss, weights, tmp_path, processed, peft, precompute)
     assert len(ours) == len(theirs) == STEPS
     for mine, ref in zip(ours, theirs, strict=True):
         for key in KEYS:

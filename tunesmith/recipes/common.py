@@ -9,7 +9,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from tunesmith.config import TunesmithConfig
@@ -29,6 +28,7 @@ from tunesmith.recipes.output_dir import OutputPlan, claim_output_dir, plan_outp
 from tunesmith.report import build_reporter, plot_run
 from tunesmith.report.secrets import scrub, secret_values
 from tunesmith.train.callbacks import SaveOnAbort
+from tunesmith.train.device import apply_cuda_defaults, bind_process_to_device, training_device
 from tunesmith.train.lisa import build_lisa
 from tunesmith.train.model_setup import seed_everything
 from tunesmith.train.pissa_convert import build_pissa_convert
@@ -58,11 +58,14 @@ def reporter_for(cfg: TunesmithConfig) -> Any:
 class StageParts:
     """What a stage changes in the shared wiring; the defaults are the causal-LM ones of sft and pt.
 
-    `objective(cfg, model)` gets the wrapped model and returns the trainer's loss (None: token cross-entropy);
+    `prepare_data(cfg, data, model)` may add columns to the data bundle once the model is placed (reference
+    log-probabilities); `objective(cfg, model)` gets the wrapped model and returns the trainer's loss (None: token
+    cross-entropy);
     `evaluator(cfg, eval_sets, tokenizer, objective)` returns an object with `evaluate(model) -> metrics`."""
 
     load_model: Callable[[TunesmithConfig, Any], nn.Module] = load_model
     build_batcher: Callable[..., Any] = build_batcher
+    prepare_data: Callable[[TunesmithConfig, Any, nn.Module], Any] | None = None
     objective: Callable[[TunesmithConfig, nn.Module], Any] | None = None
     evaluator: Callable[[TunesmithConfig, dict[str, Any], Any, Any], Any] | None = None
 
@@ -77,6 +80,7 @@ def run_stage(cfg: TunesmithConfig, stage: str, parts: StageParts | None = None)
     with lock:  # held until this process exits the run, however it exits
         output = plan_output_dir(cfg)
         seed_everything(cfg.train)
+        bind_process_to_device(training_device(cfg.train.use_cpu))  # before the process group
         run = distributed.start(cfg)
         try:
             return _train(cfg, run, output, parts or StageParts())
@@ -109,11 +113,13 @@ def _train(
         data = build_datasets(cfg, tokenizer)
     model = prepare_for_training(parts.load_model(cfg, tokenizer), cfg)
     on_meta = any(p.is_meta for p in model.parameters())  # init_model_with_meta_device: filled after sharding
-    if torch.cuda.is_available() and not (
-        cfg.train.use_cpu or getattr(model, "is_quantized", False) or on_meta
-    ):
-        model.to("cuda")
+    device = training_device(cfg.train.use_cpu)
+    if device.type == "cuda" and not (getattr(model, "is_quantized", False) or on_meta):
+        model.to(device)
+    apply_cuda_defaults(cfg, device)
     run, model = distributed.wrap(run, model, cfg)
+    if parts.prepare_data is not None:
+        data = parts.prepare_data(cfg, data, model)
     if evaluation_only(cfg):
         return _evaluate_only(cfg, model, tokenizer, data, parts)
     batcher = distributed.sequence_slices(

@@ -3,6 +3,8 @@ objective as the trainer's loss and its evaluator; dpo.py, kto.py and rm.py pick
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +17,10 @@ from tunesmith.model import load_model
 from tunesmith.model.reference import build_reference, place_like, uses_adapter_reference
 from tunesmith.recipes.common import StageParts
 from tunesmith.train.preference_eval import PreferenceEvaluator
+from tunesmith.train.reference_logps import add_reference_logps
+from tunesmith.utils.errors import ConfigError
+
+logger = logging.getLogger("tunesmith")
 
 # (cfg, the wrapped policy, reference module or None, adapter reference?) -> the objective
 ObjectiveFactory = Callable[[TunesmithConfig, nn.Module, nn.Module | None, bool], Any]
@@ -56,6 +62,7 @@ class PreferenceStage:
         return StageParts(
             load_model=self.load_model,
             build_batcher=self.build_batcher,
+            prepare_data=self.prepare_data,
             objective=self.objective,
             evaluator=self.evaluator,
         )
@@ -63,6 +70,7 @@ class PreferenceStage:
     def load_model(self, cfg: TunesmithConfig, tokenizer: Any) -> nn.Module:
         """The policy, and (before adapters are added) the reference it is compared with."""
         model = self.load(cfg, tokenizer)
+        self.tokenizer = tokenizer
         if cfg.preference.disable_dropout:
             disable_dropout(model)
         if self.with_reference(cfg):
@@ -71,6 +79,28 @@ class PreferenceStage:
             if self.reference is not None and cfg.preference.disable_dropout:
                 disable_dropout(self.reference)
         return model
+
+    def prepare_data(self, cfg: TunesmithConfig, data: Any, model: nn.Module) -> Any:
+        """`precompute_ref_log_probs`: reference log-probabilities of every train and eval pair, computed now; the
+        reference is then dropped (nothing is run or kept for it while training)."""
+        pref = cfg.preference
+        if not pref.precompute_ref_log_probs:
+            return data
+        if not self.pairs or not self.with_reference(cfg):
+            raise ConfigError(
+                f"{cfg.where('precompute_ref_log_probs')}: only for stage dpo with a reference-based pref_loss "
+                "(KTO's KL pairs change with every micro-batch; rm and orpo/simpo use no reference)"
+            )
+        settings, size = batch_settings(cfg, self.tokenizer), cfg.train.per_device_eval_batch_size
+        reference, adapter = place_like(self.reference, model), self.adapter_reference
+
+        def add(ds: Any) -> Any:
+            return add_reference_logps(ds, model, reference, adapter, settings, size, pref.ld_alpha)
+
+        data = dataclasses.replace(data, train=add(data.train), eval={k: add(v) for k, v in data.eval.items()})
+        self.reference, self.adapter_reference = None, False
+        logger.info("precompute_ref_log_probs: reference log-probabilities of %d pairs computed", len(data.train))
+        return data
 
     def build_batcher(self, cfg: TunesmithConfig, dataset: Any, tokenizer: Any, **where: int) -> Any:
         """Pair (or KTO example) micro-batches."""
