@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import torch
 from torch import nn
 from torch.distributed.device_mesh import DeviceMesh
 
@@ -52,12 +53,13 @@ def parallelize(model: nn.Module, cfg: Any, world_size: int) -> Parallelized:
         )
     par = cfg.parallel
     sizes = sizes_from_config(cfg, world_size)
-    mesh = build_mesh(sizes)
+    device_type = "cuda" if torch.cuda.is_available() else "cpu"  # FSDP2 allocates on the mesh's device
+    mesh = build_mesh(sizes, device_type)
     if sizes.tp > 1:
         apply_tensor_parallel(model, mesh["tp"], par.tp_colwise, par.tp_rowwise)
     expert_names: list[str] = []
     if sizes.ep > 1:
-        ep = expert_mesh(sizes)
+        ep = expert_mesh(sizes, device_type)
         if ep["ep_fsdp"].size() > 1:
             check_fsdp_modules(model, par.ep_fsdp_modules, par.ep_modules)
         replicate = ep["ep_replicate"].get_group() if ep["ep_replicate"].size() > 1 else None

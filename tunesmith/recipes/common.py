@@ -68,6 +68,7 @@ class StageParts:
     prepare_data: Callable[[TunesmithConfig, Any, nn.Module], Any] | None = None
     objective: Callable[[TunesmithConfig, nn.Module], Any] | None = None
     evaluator: Callable[[TunesmithConfig, dict[str, Any], Any, Any], Any] | None = None
+    callbacks: Callable[[TunesmithConfig], list[Any]] | None = None  # the stage's own trainer callbacks
 
 
 def run_stage(cfg: TunesmithConfig, stage: str, parts: StageParts | None = None) -> TrainState:
@@ -144,6 +145,7 @@ def _train(
             SaveOnAbort(tokenizer, output_dir, save=lambda m, tok, path: run.save_output(m, tok, cfg, path)),
             *[c for c in (build_profiler(cfg), build_lisa(cfg), build_pissa_convert(cfg)) if c is not None],
             *lifecycle_callbacks(cfg, data.eval, tokenizer, stop, make_evaluator),
+            *(parts.callbacks(cfg) if parts.callbacks is not None else []),
         ],
         per_token_loss=per_token_loss(cfg),
         sync_group=run.sync_group,

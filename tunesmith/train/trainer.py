@@ -29,6 +29,7 @@ from tunesmith.report.schedule import should_log
 from tunesmith.train import model_setup
 from tunesmith.train.best_model import BestModel
 from tunesmith.train.callbacks import Callback
+from tunesmith.train.device import peak_memory_mb, to_device
 from tunesmith.train.loss import CausalLMLoss, unwrap, valid_tokens
 from tunesmith.train.optimizers import build_optimizer
 from tunesmith.train.precision import build_precision
@@ -206,7 +207,7 @@ class Trainer:
     def optimizer_step(self, group: list[Batch]) -> dict[str, Any]:
         """Forward/backward every micro-batch of one optimizer step, then clip, update, schedule and log."""
         self.model.train()
-        group = [{k: v.to(self.device) for k, v in mb.items()} for mb in group]
+        group = [to_device(mb, self.device, self.args.dataloader_pin_memory) for mb in group]
         tokens, units = self._global_tokens(group)
         inputs = step_input_tokens(group, self.args, self._data_world()[0], self.sync_group)
         tick = time.perf_counter()
@@ -231,6 +232,8 @@ class Trainer:
             "label_tokens_per_second": tokens / seconds,
             "elapsed_s": round(time.perf_counter() - self._start, 3),
         }
+        if (peak := peak_memory_mb(self.device)) is not None:
+            metrics["peak_gpu_mb"] = peak
         if hasattr(self.loss_fn, "step_metrics"):
             metrics.update(self.loss_fn.step_metrics(self.sync_group))
         # fp16: an overflowing gradient with a finite loss is the scaler's business (it lowers the scale), not bad
