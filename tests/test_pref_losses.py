@@ -140,3 +140,17 @@ def test_loss_list_needs_matching_weights():
             ),
             None,
         )
+
+
+def test_sync_ref_model_mixes_the_policy_into_the_reference():
+    from tunesmith.train.ref_sync import SyncReference
+
+    policy, reference = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    before = reference.weight.detach().clone()
+    trainer = types.SimpleNamespace(model=policy, state=types.SimpleNamespace(global_step=3))
+    sync = SyncReference(reference, alpha=0.6, steps=2)
+    sync.on_step_end(trainer, {})
+    assert torch.equal(reference.weight, before)  # step 3: not a sync step
+    trainer.state.global_step = 4
+    sync.on_step_end(trainer, {})
+    assert torch.allclose(reference.weight, 0.6 * policy.weight + 0.4 * before)

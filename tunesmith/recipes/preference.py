@@ -17,6 +17,7 @@ from tunesmith.model import load_model
 from tunesmith.model.reference import build_reference, place_like, uses_adapter_reference
 from tunesmith.recipes.common import StageParts
 from tunesmith.train.preference_eval import PreferenceEvaluator
+from tunesmith.train.ref_sync import SyncReference
 from tunesmith.train.reference_logps import add_reference_logps
 from tunesmith.utils.errors import ConfigError
 
@@ -65,6 +66,7 @@ class PreferenceStage:
             prepare_data=self.prepare_data,
             objective=self.objective,
             evaluator=self.evaluator,
+            callbacks=self.callbacks,
         )
 
     def load_model(self, cfg: TunesmithConfig, tokenizer: Any) -> nn.Module:
@@ -97,9 +99,13 @@ class PreferenceStage:
         def add(ds: Any) -> Any:
             return add_reference_logps(ds, model, reference, adapter, settings, size, pref.ld_alpha)
 
-        data = dataclasses.replace(data, train=add(data.train), eval={k: add(v) for k, v in data.eval.items()})
+        data = dataclasses.replace(
+            data, train=add(data.train), eval={k: add(v) for k, v in data.eval.items()}
+        )
         self.reference, self.adapter_reference = None, False
-        logger.info("precompute_ref_log_probs: reference log-probabilities of %d pairs computed", len(data.train))
+        logger.info(
+            "precompute_ref_log_probs: reference log-probabilities of %d pairs computed", len(data.train)
+        )
         return data
 
     def build_batcher(self, cfg: TunesmithConfig, dataset: Any, tokenizer: Any, **where: int) -> Any:
@@ -108,7 +114,21 @@ class PreferenceStage:
 
     def objective(self, cfg: TunesmithConfig, model: nn.Module) -> Any:
         """The trainer's loss, the reference placed beside the policy."""
-        return self.make_objective(cfg, model, place_like(self.reference, model), self.adapter_reference)
+        self.reference = place_like(self.reference, model)
+        return self.make_objective(cfg, model, self.reference, self.adapter_reference)
+
+    def callbacks(self, cfg: TunesmithConfig) -> list[Any]:
+        """TR-DPO's reference sync (`sync_ref_model`) when asked."""
+        pref = cfg.preference
+        if not pref.sync_ref_model:
+            return []
+        spec = cfg.train.dist_config
+        if self.reference is None or (spec is not None and spec.name == "deepspeed"):
+            raise ConfigError(
+                f"{cfg.where('sync_ref_model')}: needs a reference copy (full or freeze fine-tuning, no "
+                "precompute_ref_log_probs, not under deepspeed); with LoRA the reference is the base model"
+            )
+        return [SyncReference(self.reference, pref.ref_model_mixup_alpha, pref.ref_model_sync_steps)]
 
     def evaluator(self, cfg: TunesmithConfig, sets: dict[str, Any], tokenizer: Any, objective: Any) -> Any:
         """The stage's loss and metrics on the eval sets."""

@@ -89,6 +89,21 @@ class PreferenceArguments:
         "training).",
         sources="004",
     )
+    sync_ref_model: bool = arg(
+        False,
+        "TR-DPO: move the reference towards the policy every ref_model_sync_steps steps (a reference copy only).",
+        sources="004",
+    )
+    ref_model_mixup_alpha: float = arg(
+        0.6,
+        "TR-DPO: reference <- alpha x policy + (1 - alpha) x reference at each sync.",
+        minimum=0.0,
+        maximum=1.0,
+        sources="004",
+    )
+    ref_model_sync_steps: int = arg(
+        512, "TR-DPO: optimizer steps between reference syncs.", minimum=1, sources="004"
+    )
     center_rewards_coefficient: float | None = arg(
         None,
         "Reward model: weight of the penalty on the squared mean reward of each pair (centres rewards on 0).",
