@@ -12,6 +12,7 @@ import torch
 from transformers import PreTrainedModel
 
 from tunesmith.config.arguments import MethodArguments
+from tunesmith.model.adapter_load import adapter_paths, attach_adapters
 from tunesmith.model.adapter_variants import ADAPTER_TYPES
 from tunesmith.utils.errors import ConfigError
 
@@ -28,17 +29,26 @@ def apply_finetuning(
 ) -> PreTrainedModel | PeftModel:
     """Set `requires_grad` (full, freeze) or wrap the model with LoRA adapters (lora, qlora) whose random
     initial weights are drawn with `seed`. `methods` (cfg.methods) adds freeze tuning's extra modules and
-    LLaMA-Pro's evenly spread layers."""
+    LLaMA-Pro's evenly spread layers. Saved adapters (`adapter_name_or_path`) are merged in order, the last one
+    trained on, or all merged and a new adapter created (`create_new_adapter`)."""
     kind = margs.finetuning_type
     methods = methods if methods is not None else MethodArguments()
     quantized = getattr(model, "is_quantized", False)
     if kind == "qlora" and not quantized:
         raise ConfigError("finetuning_type: qlora needs a 4-bit base; load the model through load_model")
+    adapters = adapter_paths(margs.adapter_name_or_path)
+    if adapters and kind not in ("lora", "qlora"):
+        raise ConfigError(f"adapter_name_or_path: continues LoRA training; finetuning_type is {kind}")
     if kind in ADAPTER_TYPES:
         if kind not in ("lora", "qlora") and quantized:
             raise ConfigError(
                 f"finetuning_type: {kind} on a quantised base is not supported; use lora or qlora"
             )
+        if adapters and not methods.create_new_adapter:
+            return attach_adapters(model, adapters, trainable=True)  # all merged but the last, which trains
+        if adapters:
+            model = attach_adapters(model, adapters, merge_all=True)
+            model.name_or_path = ""  # merged weights exist in no checkpoint: the new adapter's output saves them
         return _apply_lora(model, margs, quantized, seed, methods)
     if kind == "full":
         for param in model.parameters():

@@ -153,7 +153,7 @@ def _train(
         loss_fn=objective,
         methods=cfg.methods,
     )
-    resume(trainer, output.resume)
+    resume(trainer, output.resume, cfg.methods.resume_only_model)
     try:
         with stop_on_signals(stop):
             state = trainer.train()

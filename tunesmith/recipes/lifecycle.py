@@ -11,7 +11,7 @@ from typing import Any
 from tunesmith.config import TunesmithConfig
 from tunesmith.train.best_model import early_stopping_from
 from tunesmith.train.callbacks import Callback
-from tunesmith.train.checkpoint_load import load_checkpoint
+from tunesmith.train.checkpoint_load import load_checkpoint, load_model_weights
 from tunesmith.train.control import EvalSaveControl
 from tunesmith.train.evaluation import Evaluator, load_hook
 from tunesmith.train.predict import predict, prediction_decoding
@@ -101,9 +101,15 @@ def evaluate_only(
     return metrics
 
 
-def resume(trainer: Trainer, path: Path | None) -> None:
-    """Restore `trainer` from checkpoint `path` (None: a fresh run)."""
-    if path is not None:
+def resume(trainer: Trainer, path: Path | None, only_model: bool = False) -> None:
+    """Restore `trainer` from checkpoint `path` (None: a fresh run); `only_model` (resume_only_model): only its
+    weights, the run itself starts fresh."""
+    if path is not None and only_model:
+        logger.info(
+            "resume_only_model: loading the weights of %s; optimizer, schedule and steps start fresh", path
+        )
+        load_model_weights(trainer, path)
+    elif path is not None:
         load_checkpoint(trainer, path, dist_env.rank())
 
 

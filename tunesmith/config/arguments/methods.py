@@ -68,6 +68,16 @@ class MethodArguments:
     vera_dropout: float = arg(0.0, "VeRA: dropout on the input.", minimum=0, maximum=1)
     vera_d_initial: float = arg(0.1, "VeRA: initial value of the trainable d vector.")
 
+    create_new_adapter: bool = arg(
+        False,
+        "With adapter_name_or_path: merge every given adapter into the base and train a new LoRA on top "
+        "(default: the last one keeps training).",
+    )
+    resume_only_model: bool = arg(
+        False,
+        "resume_from_checkpoint loads only the model weights: optimizer, schedule, RNG and step count start fresh.",
+    )
+
     # --- selective training (ms-swift full tuning, LLaMA-Factory freeze tuning) -----------------------------------
     freeze_parameters: list[str] | None = arg(
         None,
