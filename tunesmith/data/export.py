@@ -49,6 +49,14 @@ def _readable(row: dict[str, Any], tokenizer: PreTrainedTokenizerBase) -> dict[s
     out["supervised_text"] = tokenizer.decode(
         [t for t in row["labels"] if t != IGNORE_INDEX], skip_special_tokens=False
     )
+    if "rejected_input_ids" in row:  # a preference pair: input_ids/labels are the chosen sequence
+        out["rejected_input_ids"], out["rejected_labels"] = row["rejected_input_ids"], row["rejected_labels"]
+        out["rejected_text"] = tokenizer.decode(row["rejected_input_ids"], skip_special_tokens=False)
+        out["rejected_supervised_text"] = tokenizer.decode(
+            [t for t in row["rejected_labels"] if t != IGNORE_INDEX], skip_special_tokens=False
+        )
+    if "kto_tag" in row:
+        out["kto_tag"] = row["kto_tag"]
     return out
 
 

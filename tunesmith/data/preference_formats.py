@@ -73,6 +73,8 @@ def preference_columns(spec: DatasetSpec, stage: str) -> dict[str, str]:
         columns.setdefault("rejected", "rejected")
     if stage == "kto" and not spec.auto_format:
         columns.setdefault("kto_tag", "kto_tag")
+    if spec.formatting == "alpaca" and "chosen" in columns and "response" not in spec.columns:
+        del columns["response"]  # the answers are in the chosen / rejected columns
     if stage in PAIR_STAGES and not ({"rejected", "rejected_messages"} & set(columns)):
         raise ConfigError(f"{spec.origin}: stage {stage} needs a rejected answer column (columns.rejected)")
     if stage == "kto" and "kto_tag" not in columns:
