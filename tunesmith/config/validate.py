@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -40,7 +41,14 @@ def validate_config(cfg: TunesmithConfig, world_size: int | None = None, *, user
         rule(cfg)
     check_parallel_sizes(cfg, world_size if world_size is not None else dist_env.world_size())
     for key, value in deferred.items():
-        setattr(cfg.train, key, value)
+        setattr(cfg.train, key, _unchecked(value) if isinstance(value, dict) else value)
+
+
+def _unchecked(value: dict[str, Any]) -> PluginSpec:
+    """A plugin setting kept as given (its plugin was not imported), in the form the rest of the code reads."""
+    params = {k: v for k, v in value.items() if k != "name"}
+    fields = [(k, Any, dataclasses.field(default=v)) for k, v in params.items()]
+    return PluginSpec(str(value["name"]), dataclasses.make_dataclass("UncheckedParams", fields)())
 
 
 def _defer_user_plugins(cfg: TunesmithConfig) -> dict[str, Any]:
