@@ -1,7 +1,7 @@
 """The board end to end in headless Chromium (Debian's package, driven by Playwright; no browser download).
 
 One board process serves a runs folder for the whole module; the tests run in order on it: two runs are started
-from the page, the short one is watched live until it finishes, the long one is listed as running beside it and
+from the page, the short one is watched live until it finishes and chatted with, the long one is listed as running beside it and
 then stopped (leaving a checkpoint), the two are compared, a bad config is marked at its key, and a log with
 malformed and half-written lines keeps the page working. Screenshots land in the artifacts folder printed first.
 """
@@ -160,6 +160,17 @@ def test_start_a_run_and_watch_it_live(board, page, artifacts):
         runs / "demo" / "model.safetensors"
     ).is_file()
     page.screenshot(path=artifacts / "run_finished.png", full_page=True)
+
+
+def test_chat_with_the_finished_run(board, page, artifacts):
+    url, runs = board
+    page.goto(url + "#/run/demo")
+    page.wait_for_selector("#chat:not([hidden])")
+    page.fill("#chat-input", "What is the capital of France?")
+    page.press("#chat-input", "Enter")
+    answer = page.wait_for_selector(".chat .msg.assistant")
+    assert answer.inner_text().startswith("assistant:")
+    page.screenshot(path=artifacts / "run_chat.png", full_page=True)
 
 
 def test_run_list_shows_finished_and_running(board, page, artifacts):

@@ -133,6 +133,10 @@ def test_guards(tmp_path, client):
     )
     assert foreign.status_code == 403
     assert client.post("/api/stop", json={"name": "a"}).status_code == 409  # not a job of this board
+    no_model = client.post("/api/chat", json={"name": "a", "messages": [{"role": "user", "content": "hi"}]})
+    assert no_model.status_code == 400 and "neither a model" in no_model.json()["detail"]
+    write_run(tmp_path / "b", GOOD)  # still running: no chat yet
+    assert client.post("/api/chat", json={"name": "b", "messages": []}).status_code == 409
     rebound = TestClient(create_app(tmp_path), base_url="http://evil.test")  # DNS rebinding: foreign Host
     assert rebound.get("/api/runs").status_code == 403
     secured = TestClient(create_app(tmp_path, token="s3cret"), base_url="http://10.0.0.5")

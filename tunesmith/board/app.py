@@ -11,12 +11,14 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from tunesmith.board.chat import ChatModels
 from tunesmith.board.details import PLOT_GLOB, run_details
 from tunesmith.board.jobs import Jobs
 from tunesmith.board.launch import check_config, start_run
 from tunesmith.board.logs import LOG_FILE, read_rows
-from tunesmith.board.runs import list_runs
+from tunesmith.board.runs import list_runs, summarize
 from tunesmith.board.templates import config_templates
+from tunesmith.utils.errors import TunesmithError
 
 STATIC = Path(__file__).parent / "static"
 TOKEN_COOKIE = "tunesmith_board_token"
@@ -27,6 +29,7 @@ def create_app(root: str | Path, token: str | None = None) -> FastAPI:
     """The app serving the runs under `root`; with `token`, every request must carry it (query, cookie or header)."""
     root = Path(root).resolve()
     jobs = Jobs(root)
+    models = ChatModels()
     app = FastAPI(title="tunesmith board", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.jobs = jobs
 
@@ -87,6 +90,17 @@ def create_app(root: str | Path, token: str | None = None) -> FastAPI:
         if jobs.stop(name) is None:
             raise HTTPException(409, f"{name!r} is not a running job started from this board")
         return {"stopping": name}
+
+    @app.post("/api/chat")
+    def chat(body: dict[str, Any]) -> dict[str, Any]:
+        name = _run_name(root, str(body.get("name", "")))
+        status = summarize(root, name, jobs)["status"]
+        if status != "finished":
+            raise HTTPException(409, f"{name!r} is {status}: chat works with a finished run's model")
+        try:
+            return models.answer(root / name, body.get("messages"), body.get("max_new_tokens"))
+        except TunesmithError as exc:
+            raise HTTPException(400, str(exc)) from None
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

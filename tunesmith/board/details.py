@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tunesmith.board import heavy
 from tunesmith.board.jobs import Job, Jobs
 from tunesmith.board.logs import LOG_FILE, tail_text
 from tunesmith.board.runs import summarize
@@ -82,7 +83,8 @@ def run_details(root: Path, name: str, jobs: Jobs) -> dict[str, Any]:
     run_dir = root / name
     job = jobs.get(name)
     path, overrides = config_source(run_dir, job, jobs)
-    config = resolved_config(path, overrides, as_started=job is not None)
+    with heavy.LOCK:
+        config = resolved_config(path, overrides, as_started=job is not None)
     if job is not None and job.plan:
         config["plan"] = job.plan  # counted on the real data when the run was started
     console = jobs.folder(name) / "console.log" if job is not None else run_dir / LOG_FILE

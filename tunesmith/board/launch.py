@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from tunesmith.board import heavy
 from tunesmith.board.jobs import BOARD_DIR, Job, Jobs
 from tunesmith.utils.errors import TunesmithError
 
@@ -64,10 +65,10 @@ def check_config(
     problem = check_name(root, name)
     if problem is not None:
         return {}, [problem]
-    from tunesmith.config import load_config
-    from tunesmith.planning import describe_plan
+    with heavy.LOCK, tempfile.TemporaryDirectory() as tmp:
+        from tunesmith.config import load_config
+        from tunesmith.planning import describe_plan
 
-    with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / CONFIG_NAME
         path.write_text(text, encoding="utf-8")
         try:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
 import secrets
-import threading
 from pathlib import Path
 
+from tunesmith.board.heavy import start_warm_up
 from tunesmith.utils.errors import ConfigError, TunesmithError
 
 DEFAULT_HOST = "127.0.0.1"
@@ -39,12 +38,6 @@ def serve(
         raise ConfigError(f"board: --port {port} is out of range; must be 1-65535")
     if host not in LOOPBACK_HOSTS and not token:
         token = secrets.token_urlsafe(18)
-    threading.Thread(target=_warm_up, daemon=True).start()
     print(f"tunesmith board for {root.resolve()}: {board_url(host, port, token)}", flush=True)
+    start_warm_up()
     uvicorn.run(create_app(root, token), host=host, port=port, log_level="warning")
-
-
-def _warm_up() -> None:
-    """Import what checking a config needs (tokenizer and data libraries) while the user opens the page."""
-    for module in ("tunesmith.planning", "tunesmith.config.validate", "tunesmith.data", "tunesmith.model"):
-        importlib.import_module(module)

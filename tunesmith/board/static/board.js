@@ -146,9 +146,36 @@ function viewRun(name) {
     $("#stop-run").disabled = true;
     await api("/api/stop", { name });
   });
+  chatBox(name);
   every(POLL_MS, async () => { if (await log.poll()) redraw(); });
   every(3 * POLL_MS, async () => showDetails(await api(`/api/run?name=${encodeURIComponent(name)}`)));
   redraw();
+}
+
+function chatBox(name) {
+  let history = [];
+  const render = () => $("#chat-messages").replaceChildren(...history.map((m) =>
+    el("div", { class: `msg ${m.role}` }, el("b", {}, `${m.role}: `), m.content || "(empty answer)")));
+  const send = async () => {
+    const text = $("#chat-input").value.trim();
+    if (!text) return;
+    history.push({ role: "user", content: text });
+    $("#chat-input").value = "";
+    render();
+    $("#chat-note").textContent = "generating…";
+    try {
+      const reply = await api("/api/chat", { name, messages: history });
+      history.push({ role: "assistant", content: reply.content });
+      $("#chat-note").textContent = "";
+    } catch (e) {
+      history.pop();
+      $("#chat-note").textContent = `⚠ ${e.message}`;
+    }
+    render();
+  };
+  $("#chat-send").addEventListener("click", send);
+  $("#chat-input").addEventListener("keydown", (e) => { if (e.key === "Enter") send(); });
+  $("#chat-clear").addEventListener("click", () => { history = []; render(); });
 }
 
 function showDetails(d) {
@@ -156,6 +183,7 @@ function showDetails(d) {
   $("#run-status").textContent = run.status;
   $("#run-status").className = `status ${run.status}`;
   $("#stop-run").hidden = !(run.board_job && run.status === "running");
+  $("#chat").hidden = run.status !== "finished";
   const config = d.config;
   $("#config-note").textContent = config.error || config.note || (config.file ? `from ${config.file}` : "");
   $("#config-table tbody").replaceChildren(...config.keys.map((k) => el("tr", { "data-key": k.name },
