@@ -22,7 +22,9 @@ commands:
                              train with stage=dpo (pairs; pref_loss sigmoid/ipo/orpo/simpo ...), kto, rm
   rlhf --rlhf_type T [CONFIG] [overrides]
                              ms-swift's command: T = dpo, orpo, simpo, kto or rm
-  plan CONFIG [--json]       resolved config and derived numbers (world size, accumulation, steps, warmup)
+  plan CONFIG [--json] [--memory 80GB]
+                             resolved config, derived numbers (world size, accumulation, steps, warmup) and
+                             estimated peak memory per device with the largest micro batch that fits
   data CONFIG --export F.jsonl [--limit N]
                              process the datasets, write examples (ids, labels, text), print counts and lengths
   export CONFIG_OR_OUTPUT_DIR [--output DIR] [--dcp DIR | --deepspeed DIR]
@@ -134,7 +136,7 @@ def cmd_plan(config: str | None, overrides: list[str], options: dict[str, Any]) 
     from tunesmith.planning import describe_plan
 
     cfg = _load(config, overrides, user_code=False)
-    report = describe_plan(cfg, count_data=not options.get("--no-data"))
+    report = describe_plan(cfg, count_data=not options.get("--no-data"), memory=options.get("--memory"))
     if options.get("--json"):
         print(json.dumps(report, indent=2, default=str))
     else:
@@ -143,11 +145,14 @@ def cmd_plan(config: str | None, overrides: list[str], options: dict[str, Any]) 
 
 
 def _format_plan(report: dict[str, Any]) -> str:
+    from tunesmith.plan_memory_config import format_memory
+
     lines = _format_dialect(report["dialect"]) + ["derived:"]
     lines += [f"  {k}: {v}" for k, v in report["derived"].items()]
     for section, values in report["config"].items():
         lines.append(f"{section}:")
         lines += [f"  {k}: {v!r}" for k, v in values.items() if k in report["set"]]
+    lines += format_memory(report["memory"])
     lines.append("(only arguments you set are listed; `--json` shows every value)")
     return "\n".join(lines)
 
@@ -262,7 +267,9 @@ COMMANDS: dict[str, Command] = {
     "generate": Command(_infer("run_generate"), _infer_flags("generate"), "answers for a file of prompts"),
     "serve": Command(_infer("run_serve"), _infer_flags("serve"), "OpenAI-compatible server"),
     "data": Command(cmd_data, {"--export": True, "--limit": True}, "process and export the datasets"),
-    "plan": Command(cmd_plan, {"--json": False, "--no-data": False}, "derived numbers"),
+    "plan": Command(
+        cmd_plan, {"--json": False, "--no-data": False, "--memory": True}, "derived numbers, memory"
+    ),
     "plot": Command(cmd_plot, {}, "plot a run's trainer_log.jsonl"),
     "board": Command(cmd_board, {"--host": True, "--port": True, "--token": True}, "web page for runs"),
     "args": Command(cmd_args, {"--json": False}, "list arguments"),

@@ -8,6 +8,7 @@ from typing import Any
 from tunesmith.config import TunesmithConfig
 from tunesmith.config.plan import run_plan
 from tunesmith.config.serialize import config_to_dict
+from tunesmith.plan_memory_config import memory_plan
 from tunesmith.utils import dist_env
 
 
@@ -26,8 +27,11 @@ def count_micro_batches(cfg: TunesmithConfig, world_size: int) -> tuple[int, int
     return len(bundle.train), len(batcher)
 
 
-def describe_plan(cfg: TunesmithConfig, *, count_data: bool = True) -> dict[str, Any]:
-    """`{"config": ..., "set": [...], "derived": {...}}` for `cfg` on the world size the environment asks for."""
+def describe_plan(
+    cfg: TunesmithConfig, *, count_data: bool = True, memory: str | None = None
+) -> dict[str, Any]:
+    """`{"config": ..., "set": [...], "derived": {...}, "memory": {...}}` for `cfg` on the world size the
+    environment asks for; `memory` is the budget the largest micro batch must fit (default: the device's)."""
     world_size = dist_env.world_size()
     examples = batches = None
     if count_data and cfg.data.dataset and not cfg.data.streaming:
@@ -37,4 +41,10 @@ def describe_plan(cfg: TunesmithConfig, *, count_data: bool = True) -> dict[str,
     if plan.steps is not None:
         derived.update(dataclasses.asdict(plan.steps))
     dialect = cfg.dialect.as_dict() if cfg.dialect is not None else {"name": cfg.train.dialect}
-    return {"config": config_to_dict(cfg), "set": sorted(cfg.origins), "derived": derived, "dialect": dialect}
+    return {
+        "config": config_to_dict(cfg),
+        "set": sorted(cfg.origins),
+        "derived": derived,
+        "dialect": dialect,
+        "memory": memory_plan(cfg, world_size, memory),
+    }
