@@ -133,3 +133,56 @@ def test_model_id_is_checked_for_every_model_not_only_a_local_folder():
     )  # builtin:tiny is a qwen2 model and has no config.json folder to read first
     with pytest.raises(ConfigError, match=r"model_id: 'qwen3' does not match the model's type 'qwen2'"):
         load_model(cfg, load_tokenizer(cfg))
+
+
+def test_megatron_indexed_dataset_round_trip(tmp_path):
+    import struct
+
+    import numpy as np
+
+    from tunesmith.data.megatron_indexed import IndexedDataset, megatron_prefixes, write_indexed
+
+    seqs = [[5, 6, 7], [8], [9, 10, 11, 12]]
+    write_indexed(tmp_path / "corpus_text_document", seqs, dtype=np.uint16, document_ends=[2, 3])
+    raw = (tmp_path / "corpus_text_document.idx").read_bytes()
+    assert raw[:9] == b"MMIDIDX\x00\x00" and struct.unpack("<QBQQ", raw[9:34]) == (
+        1,
+        8,
+        3,
+        3,
+    )  # uint16 = code 8
+    ds = IndexedDataset(tmp_path / "corpus_text_document")
+    assert [ds[i].tolist() for i in range(len(ds))] == seqs and ds.dtype == np.uint16
+    assert ds.sequence_pointers.tolist() == [0, 6, 8] and ds.document_indices.tolist() == [0, 2, 3]
+    assert ds.documents() == 2
+    assert megatron_prefixes("a.bin, b") == ["a", "b"]
+    with pytest.raises(ConfigError, match="blend weights"):
+        megatron_prefixes("0.7 a 0.3 b")
+
+
+def test_training_on_a_megatron_dataset(tmp_path, monkeypatch):
+    import json
+
+    import numpy as np
+
+    from tunesmith.data.megatron_indexed import write_indexed
+    from tunesmith.recipes import run_recipe
+
+    monkeypatch.setenv("TUNESMITH_DATA_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    write_indexed(tmp_path / "mg", [rng.integers(3, 200, size=50).tolist() for _ in range(12)])
+    out = tmp_path / "out"
+    cfg = cfg_of(
+        "stage=pt",
+        "data_manager_type=mg",
+        f"data_path={tmp_path / 'mg'}",
+        "cutoff_len=32",
+        "per_device_train_batch_size=2",
+        "max_steps=2",
+        "logging_steps=1",
+        "disable_tqdm=true",
+        f"output_dir={out}",
+    )
+    run_recipe(cfg)
+    steps = [json.loads(line) for line in (out / "trainer_log.jsonl").read_text().splitlines()]
+    assert [r["tokens"] for r in steps if "loss" in r] == [2 * 31, 2 * 31]  # blocks of the corpus's own ids

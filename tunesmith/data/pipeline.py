@@ -17,6 +17,7 @@ from transformers import PreTrainedTokenizerBase
 from tunesmith.data import cache
 from tunesmith.data.formats import check_columns, detect_format, make_converter
 from tunesmith.data.loaders import first_row, load_raw
+from tunesmith.data.megatron_indexed import megatron_prefixes, pretraining_blocks
 from tunesmith.data.mixing import AnyDataset, merge, sample, split_dataset
 from tunesmith.data.pairwise import make_kto_processor, make_pair_processor
 from tunesmith.data.preference_formats import (
@@ -50,6 +51,8 @@ class DataBundle:
 def build_datasets(cfg: Any, tokenizer: PreTrainedTokenizerBase) -> DataBundle:
     """Load, convert, mix, split and tokenize the datasets of `cfg`; reuse the cache when inputs are unchanged."""
     data = cfg.data
+    if data.data_manager_type == "mg":
+        return _megatron_bundle(cfg)
     saved = cache.load_processed(Path(data.tokenized_path)) if data.tokenized_path else None
     if saved is not None:
         logger.warning(
@@ -252,6 +255,17 @@ def split_stats(ds: datasets.Dataset, dropped: int) -> dict[str, int]:
 def _stats(splits: datasets.DatasetDict, dropped: dict[str, int], eval_names: list[str]) -> dict[str, Any]:
     per_split = {name: split_stats(ds, dropped.get(name, 0)) for name, ds in splits.items()}
     return {**per_split["train"], "splits": per_split, "eval_names": eval_names}
+
+
+def _megatron_bundle(cfg: Any) -> DataBundle:
+    """`data_manager_type: mg`: pre-training blocks of `cutoff_len` tokens from the Megatron indexed datasets that
+    `data_path` names (already tokenized: no template, no cache), split by val_size / split as usual."""
+    data, train = cfg.data, cfg.train
+    blocks = pretraining_blocks(megatron_prefixes(data.dataset), data.cutoff_len, data.max_samples)
+    shuffle = not train.disable_shuffling
+    parts = split_dataset(blocks, data.val_size, data.split, train.seed, shuffle)
+    splits = {k: v for k, v in zip(("train", "eval", "test"), parts, strict=True) if v is not None}
+    return _bundle(splits, _stats(datasets.DatasetDict(splits), {}, []), streaming=False)
 
 
 def _bundle(splits: Any, stats: dict[str, Any], *, streaming: bool) -> DataBundle:
