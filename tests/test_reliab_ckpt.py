@@ -1,0 +1,71 @@
+"""Checkpoints load no code and no silent corruption: a torch distributed checkpoint whose `.metadata` pickle
+carries anything but DCP's own classes is refused before it is unpickled (a real one still loads); checksums catch
+a same-size change to any file; a garbled `trainer_state.json` is a clear error even under an old marker."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import warnings
+
+import pytest
+import torch
+from helpers import tiny_model
+
+from tunesmith.dist.checkpoint_io import load_sharded, save_sharded
+from tunesmith.train import checkpoint_find as ckpt_find
+from tunesmith.utils.errors import ConfigError
+from tunesmith.utils.hashing import file_digest
+
+
+class _RunsCode:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _trained(seed: int = 0):
+    model = tiny_model(seed=seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    ids = torch.randint(5, 100, (2, 8))
+    model(ids, labels=ids).loss.backward()
+    optimizer.step()
+    return model, optimizer
+
+
+def test_dcp_metadata_allow_list(tmp_path):
+    model, optimizer = _trained()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        save_sharded(tmp_path / "dcp", model, optimizer)
+        other, other_opt = _trained(seed=1)
+        load_sharded(tmp_path / "dcp", other, other_opt)  # a real checkpoint loads through the allow-list
+    assert all(other.state_dict()[k].equal(v) for k, v in model.state_dict().items())
+    marker = tmp_path / "code-ran"
+    (tmp_path / "dcp" / ".metadata").write_bytes(pickle.dumps(_RunsCode(str(marker))))
+    with pytest.raises(ConfigError, match=r"refused to load posix.system"):
+        load_sharded(tmp_path / "dcp", other, other_opt)
+    assert not marker.exists()
+
+
+def test_checksum_catches_a_same_size_change_and_old_markers_still_work(tmp_path):
+    ckpt = tmp_path / "checkpoint-2"
+    ckpt.mkdir()
+    state = {"global_step": 2}
+    (ckpt / ckpt_find.STATE_FILE).write_text(json.dumps(state))
+    files = {ckpt_find.STATE_FILE: {"size": (ckpt / ckpt_find.STATE_FILE).stat().st_size}}
+    files[ckpt_find.STATE_FILE]["blake2b"] = file_digest(ckpt / ckpt_find.STATE_FILE)
+    (ckpt / ckpt_find.MARKER).write_text(json.dumps({"files": files}))
+    assert ckpt_find.problem(ckpt, checksums=True) is None
+    (ckpt / ckpt_find.STATE_FILE).write_text(json.dumps({"global_step": 9}))  # same size, other content
+    assert ckpt_find.problem(ckpt) is None  # sizes alone do not see it
+    assert "does not match its checksum" in ckpt_find.problem(ckpt, checksums=True)
+    (ckpt / ckpt_find.STATE_FILE).write_text('{"global_step": 2')  # garbled, under an old sizes-only marker
+    size = (ckpt / ckpt_find.STATE_FILE).stat().st_size
+    (ckpt / ckpt_find.MARKER).write_text(json.dumps({ckpt_find.STATE_FILE: size}))
+    assert ckpt_find.problem(ckpt, checksums=True) is None
+    with pytest.raises(ConfigError, match="trainer_state.json is unreadable"):
+        ckpt_find.read_state(ckpt)
