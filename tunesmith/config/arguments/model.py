@@ -183,6 +183,7 @@ class ModelArguments:
     router_aux_loss_coef: float | None = arg(
         None,
         "MoE router load-balancing loss weight; unset keeps the model config's value.",
+        aliases=("moe_aux_loss_coef",),
         minimum=0,
         sources="004",
     )
