@@ -143,7 +143,6 @@ def test_compile_backend_turns_compile_on():
         ("ms_hub_token=secret", r"'ms_hub_token'.*ModelScope"),
         ('accelerator_config={"split_batches": true}', r"'accelerator_config'.*dist_config"),
         ('parallelism_config={"tp_size": 2}', r"'parallelism_config'.*tp_size"),
-        ("debug=underflow_overflow", r"'debug'.*not implemented"),
         ("trackio_space_id=me/space", r"'trackio_space_id'.*Trackio"),
         ("quant_recipe=mxfp8", r"'quant_recipe'.*FP8 kernels"),
         ("quant_block_size=16", r"'quant_block_size'.*only used with quant_recipe"),

@@ -186,3 +186,25 @@ def test_training_on_a_megatron_dataset(tmp_path, monkeypatch):
     run_recipe(cfg)
     steps = [json.loads(line) for line in (out / "trainer_log.jsonl").read_text().splitlines()]
     assert [r["tokens"] for r in steps if "loss" in r] == [2 * 31, 2 * 31]  # blocks of the corpus's own ids
+
+
+def test_debug_underflow_overflow_names_the_first_module_with_inf():
+    from types import SimpleNamespace
+
+    from helpers import tiny_model
+
+    from tunesmith.train.debug_overflow import UnderflowOverflowDetected, debug_callbacks
+
+    (callback,) = debug_callbacks(cfg_of("debug=underflow_overflow").train)
+    assert debug_callbacks(cfg_of().train) == []
+    with pytest.raises(ConfigError, match="'debug'.*'tpu_metrics_debug' is not available"):
+        cfg_of("debug=tpu_metrics_debug")
+    model = tiny_model()
+    with torch.no_grad():
+        model.model.layers[1].mlp.down_proj.weight[0, 0] = float("inf")
+    callback.on_train_begin(SimpleNamespace(model=model, state=SimpleNamespace(global_step=4)))
+    with pytest.raises(
+        UnderflowOverflowDetected, match=r"step 5: module 'model.layers.1.mlp.down_proj' \(Linear\)"
+    ):
+        model(torch.tensor([[1, 2, 3]]))
+    model(torch.tensor([[1, 2, 3]]))  # the hooks are gone after the report

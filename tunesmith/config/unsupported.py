@@ -37,7 +37,6 @@ REFUSED: dict[str, str] = {
     "om_hub_token": _HUBS,
     "accelerator_config": "tunesmith does not run accelerate's Accelerator; use dist_config, fsdp/fsdp_config or deepspeed",
     "parallelism_config": "use tunesmith's tp_size, cp_size, fsdp_size and ep_size instead",
-    "debug": "debug options are not implemented; non-finite losses and gradients are always detected and logged",
     "trackio_space_id": "Trackio is not a supported report_to backend; use tensorboard, wandb, swanlab or mlflow",
     "quant_recipe": _QUANT,
     "quant_format": _ONLY_WITH_QUANT,
@@ -66,9 +65,28 @@ def check_unsupported(cfg: TunesmithConfig) -> None:
             f"{cfg.where('do_train')}: with do_train false set do_eval and/or do_predict (evaluate or predict the "
             "loaded model), or drop do_train"
         )
+    _check_debug(cfg)
     _check_labels(cfg)
     _check_data_manager(cfg)
     _check_model_id(cfg)
+
+
+UNDERFLOW_OVERFLOW = "underflow_overflow"
+
+
+def debug_options(value: str | list[str] | None) -> list[str]:
+    """HF's `debug` as a list: a space-separated string or a list of option names."""
+    items = value.split() if isinstance(value, str) else list(value or [])
+    return [str(item) for item in items if str(item)]
+
+
+def _check_debug(cfg: TunesmithConfig) -> None:
+    for option in debug_options(cfg.train.debug):
+        if option != UNDERFLOW_OVERFLOW:
+            raise ConfigError(
+                f"{cfg.where('debug')}: {option!r} is not available (TPU metrics need a TPU); the one option here is "
+                f"{UNDERFLOW_OVERFLOW} (stop at the first module that outputs inf/nan)"
+            )
 
 
 def _check_labels(cfg: TunesmithConfig) -> None:

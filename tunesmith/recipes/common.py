@@ -28,6 +28,7 @@ from tunesmith.recipes.output_dir import OutputPlan, claim_output_dir, plan_outp
 from tunesmith.report import build_reporter, plot_run
 from tunesmith.report.secrets import scrub, secret_values
 from tunesmith.train.callbacks import SaveOnAbort
+from tunesmith.train.debug_overflow import debug_callbacks
 from tunesmith.train.device import apply_cuda_defaults, bind_process_to_device, training_device
 from tunesmith.train.lisa import build_lisa
 from tunesmith.train.model_setup import seed_everything
@@ -110,7 +111,7 @@ def _train(
     cfg: TunesmithConfig, run: distributed.DistRun, output: OutputPlan, parts: StageParts
 ) -> TrainState:
     tokenizer = load_tokenizer(cfg)
-    with run.main_first():
+    with run.main_first(on_each_node=cfg.data.no_shared_storage):  # nodes without shared storage: each first
         data = build_datasets(cfg, tokenizer)
     model = prepare_for_training(parts.load_model(cfg, tokenizer), cfg)
     on_meta = any(p.is_meta for p in model.parameters())  # init_model_with_meta_device: filled after sharding
@@ -145,6 +146,7 @@ def _train(
             SaveOnAbort(tokenizer, output_dir, save=lambda m, tok, path: run.save_output(m, tok, cfg, path)),
             *[c for c in (build_profiler(cfg), build_lisa(cfg), build_pissa_convert(cfg)) if c is not None],
             *lifecycle_callbacks(cfg, data.eval, tokenizer, stop, make_evaluator),
+            *debug_callbacks(cfg.train),
             *(parts.callbacks(cfg) if parts.callbacks is not None else []),
         ],
         per_token_loss=per_token_loss(cfg),
