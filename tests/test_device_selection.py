@@ -56,3 +56,12 @@ def test_batches_to_cpu_are_not_pinned() -> None:
     batch = {"input_ids": torch.ones(2, 3, dtype=torch.long)}
     moved = to_device(batch, torch.device("cpu"), pin=True)
     assert moved["input_ids"].device.type == "cpu" and not moved["input_ids"].is_pinned()
+
+
+def test_env_lists_kernels_and_no_gpu_here() -> None:
+    from tunesmith.utils.environment import environment_report
+
+    report = environment_report()
+    assert report["cuda"] == "not available" and not any(k.startswith("gpu") for k in report)
+    assert report["kernel sdpa"] == "usable"
+    assert report["kernel flex_attention"].startswith("not usable")
