@@ -142,7 +142,6 @@ def test_compile_backend_turns_compile_on():
         ("hub_model_id=me/model", r"'hub_model_id'.*only used with push_to_hub"),
         ("ms_hub_token=secret", r"'ms_hub_token'.*ModelScope"),
         ('accelerator_config={"split_batches": true}', r"'accelerator_config'.*dist_config"),
-        ('parallelism_config={"tp_size": 2}', r"'parallelism_config'.*tp_size"),
         ("trackio_space_id=me/space", r"'trackio_space_id'.*Trackio"),
         ("quant_recipe=mxfp8", r"'quant_recipe'.*FP8 kernels"),
         ("quant_block_size=16", r"'quant_block_size'.*only used with quant_recipe"),

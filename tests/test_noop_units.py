@@ -208,3 +208,15 @@ def test_debug_underflow_overflow_names_the_first_module_with_inf():
     ):
         model(torch.tensor([[1, 2, 3]]))
     model(torch.tensor([[1, 2, 3]]))  # the hooks are gone after the report
+
+
+def test_accelerate_parallelism_config_maps_onto_our_sizes(monkeypatch):
+    monkeypatch.setenv("NPROC_PER_NODE", "8")
+    par = cfg_of('parallelism_config={"dp_replicate_size": 2, "dp_shard_size": 2, "tp_size": 2}').parallel
+    assert (par.fsdp_size, par.tp_size, par.cp_size) == (2, 2, 1)
+    cfg = cfg_of('parallelism_config={"dp_shard_size": 2, "sp_size": 2}')
+    assert cfg.parallel.cp_size == 2 and cfg.train.dist_config.name == "fsdp2"
+    with pytest.raises(ConfigError, match=r"parallelism_config.*tp_size = 2 and 'tp_size'.* = 4 disagree"):
+        cfg_of('parallelism_config={"tp_size": 2}', "tp_size=4")
+    with pytest.raises(ConfigError, match="unknown key 'pp_size'"):
+        cfg_of('parallelism_config={"pp_size": 2}')

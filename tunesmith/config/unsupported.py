@@ -36,7 +36,6 @@ REFUSED: dict[str, str] = {
     "ms_hub_token": _HUBS,
     "om_hub_token": _HUBS,
     "accelerator_config": "tunesmith does not run accelerate's Accelerator; use dist_config, fsdp/fsdp_config or deepspeed",
-    "parallelism_config": "use tunesmith's tp_size, cp_size, fsdp_size and ep_size instead",
     "trackio_space_id": "Trackio is not a supported report_to backend; use tensorboard, wandb, swanlab or mlflow",
     "quant_recipe": _QUANT,
     "quant_format": _ONLY_WITH_QUANT,

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from tunesmith.config.accelerate_parallelism import apply_parallelism_config
 from tunesmith.config.hf_fsdp import hf_fsdp_spec
 from tunesmith.config.loader import TunesmithConfig
 from tunesmith.config.plugins import (
@@ -335,6 +336,7 @@ def data_parallel_size(cfg: TunesmithConfig, world_size: int) -> int:
 
 RULES: list[Callable[[TunesmithConfig], None]] = [
     _required,
+    apply_parallelism_config,
     _precision,
     _streaming,
     _compile,
