@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from transformers import PreTrainedModel
@@ -9,13 +10,17 @@ from transformers import PreTrainedModel
 from tunesmith.model.adapters import apply_finetuning, count_parameters, report_parameters
 from tunesmith.model.checkpointing import enable_checkpointing
 from tunesmith.model.loader import load_model
+from tunesmith.model.model_switches import param_status
 from tunesmith.model.neftune import attach_neftune
 from tunesmith.model.saving import save_merged, save_pretrained_output
 from tunesmith.model.selective import apply_selective
 from tunesmith.model.tokenizer import load_tokenizer
+from tunesmith.utils.errors import ConfigError
 
 if TYPE_CHECKING:  # peft is imported only when an adapter is used (it takes seconds to import)
     from peft import PeftModel
+
+logger = logging.getLogger("tunesmith")
 
 __all__ = [
     "count_parameters",
@@ -37,8 +42,24 @@ def prepare_for_training(model: PreTrainedModel, cfg: Any) -> PreTrainedModel | 
     model = apply_finetuning(model, cfg.model, int(train.seed), cfg.methods)
     apply_selective(model, cfg.model.finetuning_type, cfg.methods)
     if train.gradient_checkpointing:
-        enable_checkpointing(model, cfg.parallel.recompute_modules, train.gradient_checkpointing_kwargs)
+        enable_checkpointing(model, cfg.parallel.recompute_modules, checkpointing_kwargs(cfg))
     if train.neftune_noise_alpha:
         attach_neftune(model, train.neftune_noise_alpha)
     report_parameters(model)
+    if cfg.methods.print_param_status:
+        logger.info("parameters:\n%s", param_status(model))
     return model
+
+
+def checkpointing_kwargs(cfg: Any) -> dict[str, Any] | None:
+    """gradient_checkpointing_kwargs, with use_reentrant from use_reentrant_gc when that is set; refuses
+    gradient_checkpointing with disable_gradient_checkpointing."""
+    if cfg.methods.disable_gradient_checkpointing:
+        raise ConfigError(
+            f"{cfg.where('disable_gradient_checkpointing')} contradicts {cfg.where('gradient_checkpointing')}; "
+            "keep one"
+        )
+    kwargs = dict(cfg.train.gradient_checkpointing_kwargs or {})
+    if cfg.is_set("use_reentrant_gc"):
+        kwargs["use_reentrant"] = cfg.methods.use_reentrant_gc
+    return kwargs or None

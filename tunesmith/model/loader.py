@@ -19,6 +19,12 @@ from transformers import (
 
 from tunesmith.config.unsupported import check_model_id
 from tunesmith.model.fused_ops import apply_kernels, check_kernel_flags, resolve_attn_impl
+from tunesmith.model.model_switches import (
+    apply_model_kwargs,
+    apply_rope_scaling,
+    upcast_layernorm,
+    upcast_lmhead_output,
+)
 from tunesmith.model.source import check_remote_code, hub_kwargs, load_or_explain, resolve_source
 from tunesmith.model.vocab import resize_and_init
 from tunesmith.utils.builtin import is_builtin
@@ -39,6 +45,8 @@ def load_model(cfg: Any, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
     check_remote_code(source, margs.trust_remote_code, FIELD)
     config = load_or_explain(lambda: AutoConfig.from_pretrained(source, **hub_kwargs(margs)), source, FIELD)
     _apply_config_overrides(config, margs)
+    apply_rope_scaling(config, cfg.methods.rope_scaling, cfg.data.cutoff_len)
+    apply_model_kwargs(config, cfg.methods.model_kwargs)
     check_model_id(margs.model_id, getattr(config, "model_type", None))
     attn = resolve_attn_impl(margs)
     dtype = _dtype(margs.torch_dtype, config)
@@ -71,6 +79,10 @@ def load_model(cfg: Any, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
         _keep_4bit_trainable_layout(model)
     resize_and_init(model, tokenizer, margs, seed)
     apply_kernels(model, margs)
+    if cfg.methods.upcast_layernorm:
+        logger.info("upcast_layernorm: %d norm weights in float32", upcast_layernorm(model))
+    if cfg.methods.upcast_lmhead_output:
+        upcast_lmhead_output(model)
     return model
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from tunesmith.config.fields import arg
 
 GALORE_PROJ = ("std", "reverse_std", "right", "left", "full")
+ROPE_TYPES = ("linear", "dynamic", "yarn", "llama3")
 
 
 @dataclass
@@ -185,3 +187,36 @@ class MethodArguments:
     badam_switch_interval: int = arg(50, "BAdam layer mode: optimizer steps per block.", minimum=1)
     badam_verbose: int = arg(0, "BAdam: verbosity (0, 1, 2).", choices=(0, 1, 2))
     use_adam_mini: bool = arg(False, "Adam-mini: one second-moment value per parameter block (adam-mini).")
+
+    # --- model switches (LLaMA-Factory) ---------------------------------------------------------------------------
+    rope_scaling: str | None = arg(
+        None,
+        "Scale RoPE for a longer context: linear, dynamic, yarn or llama3, by ceil(cutoff_len / the model's "
+        "positions) as LLaMA-Factory computes it.",
+        choices=ROPE_TYPES,
+    )
+    upcast_layernorm: bool = arg(
+        False, "Keep the normalisation weights in float32 (for half-precision models)."
+    )
+    upcast_lmhead_output: bool = arg(False, "Compute the loss from float32 logits of the LM head.")
+    disable_gradient_checkpointing: bool = arg(
+        False,
+        "Never use activation checkpointing (LLaMA-Factory's switch; contradicts gradient_checkpointing).",
+    )
+    use_reentrant_gc: bool = arg(
+        False,
+        "Activation checkpointing with the re-entrant torch implementation (gradient_checkpointing_kwargs "
+        "use_reentrant).",
+        default_note="LLaMA-Factory defaults to true; transformers and tunesmith to the non-re-entrant one.",
+    )
+    low_cpu_mem_usage: bool = arg(
+        True,
+        "Load weights without a second copy in memory.",
+        obsolete="transformers 5 always loads that way (weights go straight into the model)",
+    )
+    model_kwargs: dict[str, Any] | None = arg(
+        None, "Extra model config values set before the model is built, e.g. {sliding_window: 4096}."
+    )
+    print_param_status: bool = arg(
+        False, "Log every parameter's name, shape, dtype, device and whether it trains, before training."
+    )
