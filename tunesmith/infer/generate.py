@@ -92,7 +92,7 @@ def file_prompts(builder: PromptBuilder, path: str | Path) -> list[tuple[list[in
 
 def dataset_prompts(loaded: Loaded) -> list[tuple[list[int], str | None]]:
     """(prompt ids, label) of the config's datasets (the train split, its template and cutoff): the prompt is
-    everything before the first answer token, the label the answer tokens."""
+    everything before the first answer token, the label the answer tokens (without the end-of-turn whitespace)."""
     from tunesmith.data import build_datasets
 
     if not loaded.cfg.data.dataset:
@@ -104,7 +104,7 @@ def dataset_prompts(loaded: Loaded) -> list[tuple[list[int], str | None]]:
         ids, labels = list(row["input_ids"]), list(row["labels"])
         start = next((i for i, label in enumerate(labels) if label != IGNORE_INDEX), len(ids))
         answer = [label for label in labels[start:] if label != IGNORE_INDEX]
-        out.append((ids[:start], loaded.tokenizer.decode(answer, skip_special_tokens=True)))
+        out.append((ids[:start], loaded.tokenizer.decode(answer, skip_special_tokens=True).strip()))
     return out
 
 

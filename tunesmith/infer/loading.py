@@ -14,8 +14,9 @@ import yaml
 
 from tunesmith.config import load_config
 from tunesmith.config.loader import TunesmithConfig
-from tunesmith.model import load_model, load_tokenizer
 from tunesmith.model.adapter_load import ADAPTER_CONFIG, adapter_paths, attach_adapters
+from tunesmith.model.loader import load_model
+from tunesmith.model.tokenizer import load_tokenizer
 from tunesmith.utils.builtin import is_builtin
 from tunesmith.utils.errors import ConfigError
 
