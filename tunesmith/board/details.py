@@ -37,6 +37,17 @@ def checkpoint_rows(run_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def plot_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """The run's PNG plots with their modification times (the page reloads a plot that was rewritten)."""
+    rows = []
+    for path in sorted(run_dir.glob(PLOT_GLOB)):
+        try:
+            rows.append({"name": path.name, "mtime": path.stat().st_mtime})
+        except OSError:
+            continue
+    return rows
+
+
 def config_source(run_dir: Path, job: Job | None, jobs: Jobs) -> tuple[Path | None, list[str]]:
     """The config file to show (the board's copy of what the user started, else the final resolved config) and the
     command-line overrides it ran with."""
@@ -94,7 +105,7 @@ def run_details(root: Path, name: str, jobs: Jobs) -> dict[str, Any]:
         "path": str(run_dir),
         "config": config,
         "checkpoints": checkpoint_rows(run_dir),
-        "plots": sorted(p.name for p in run_dir.glob(PLOT_GLOB)),
+        "plots": plot_rows(run_dir),
         "log_tail": tail_text(console),
         "log_source": console.name,
         "read_at": time.time(),

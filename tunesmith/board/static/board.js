@@ -193,8 +193,13 @@ function showDetails(d) {
     el("td", {}, c.name), el("td", {}, c.complete ? "yes" : "no (being written)"), el("td", {}, c.size_mb),
     el("td", {}, when(c.written)))));
   if (!d.checkpoints.length) $("#ckpt-table tbody").append(el("tr", {}, el("td", { colSpan: 4 }, "none yet")));
-  const plots = d.plots.map((p) => el("img", { src: `/api/plot?name=${encodeURIComponent(d.name)}&file=${p}`, alt: p }));
-  if ($("#plots").childElementCount !== plots.length) $("#plots").replaceChildren(...plots);
+  const plotKey = JSON.stringify(d.plots);
+  if ($("#plots").dataset.key !== plotKey) {
+    $("#plots").dataset.key = plotKey;
+    $("#plots").replaceChildren(...d.plots.map((p) => el("img", {
+      src: `/api/plot?name=${encodeURIComponent(d.name)}&file=${p.name}&v=${p.mtime}`, alt: p.name,
+    })));
+  }
   $("#log-source").textContent = `(${d.log_source})`;
   const tail = $("#log-tail");
   const follow = tail.scrollTop + tail.clientHeight >= tail.scrollHeight - 4;
