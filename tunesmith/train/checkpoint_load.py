@@ -16,6 +16,7 @@ from tunesmith.train import rng
 from tunesmith.train.checkpoint import DCP_DIR, is_sharded, model_weights
 from tunesmith.train.checkpoint_find import read_state
 from tunesmith.train.loss import unwrap
+from tunesmith.train.resume_check import check_resumed, hparams
 from tunesmith.train.update import DeepSpeedUpdate
 from tunesmith.utils.errors import ConfigError
 
@@ -69,11 +70,13 @@ def load_checkpoint(trainer: Trainer, path: str | Path, rank: int = 0) -> None:
         raise ConfigError(
             f"resume_from_checkpoint: {path} holds only the model (save_only_model) and cannot resume training"
         )
+    given = hparams(trainer)
     _load_model_and_optimizer(trainer, path)
     trainer.scheduler.load_state_dict(_load_torch(path / "scheduler.pt"))
     if trainer.precision.scaler is not None and (path / "scaler.pt").is_file():
         trainer.precision.scaler.load_state_dict(_load_torch(path / "scaler.pt"))
     state = read_state(path)
+    check_resumed(trainer, given, path, state)
     _restore_loop_state(trainer, state)
     if a.restore_callback_states_from_checkpoint:
         saved = state.get("stateful_callbacks", {})

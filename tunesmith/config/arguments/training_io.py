@@ -148,6 +148,11 @@ class EvalSaveLogArguments:
     restore_callback_states_from_checkpoint: bool = arg(
         False, "On resume, restore the state of callbacks (e.g. early stopping).", sources="001"
     )
+    keep_checkpoint_hparams: bool = arg(
+        False,
+        "On resume, keep the checkpoint's learning rate and optimizer settings where the config's differ (else "
+        "such a change is an error).",
+    )
 
     # --- logging --------------------------------------------------------------------------------------------------
     logging_strategy: str = arg(
