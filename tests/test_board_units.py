@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tunesmith.board.app import create_app
-from tunesmith.board.jobs import Job, Jobs
+from tunesmith.board.jobs import Job, Jobs, pid_runs_tunesmith
 from tunesmith.board.launch import check_config, check_name, locate
 from tunesmith.board.logs import LOG_FILE, last_rows, read_rows
 from tunesmith.board.runs import find_runs, list_runs
@@ -75,10 +75,12 @@ def test_status_from_files(tmp_path):
     assert run_status(failed, None, False, 2) == "failed"
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "tunesmith"])
     try:
+        deadline = time.time() + 30
+        while not pid_runs_tunesmith(holder.pid) and time.time() < deadline:  # until exec has happened
+            time.sleep(0.05)
         (failed / LOCK_FILE).write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname()}))
-        assert (
-            run_status(failed, None, False, 2) == "running"
-        )  # the lock holder (a tunesmith process) is alive
+        alive = run_status(failed, None, False, 2)
+        assert alive == "running"  # the lock holder (a tunesmith process) is alive
     finally:
         holder.kill()
         holder.wait()
@@ -102,8 +104,11 @@ def test_problems_are_located_at_their_key(tmp_path):
     assert "taken" in check_name(tmp_path, "taken").message
     plan, problems = check_config(tmp_path, "r1", STARTER_LIKE + "learning_rate: abc\n", count_data=False)
     assert plan == {} and (problems[0].key, problems[0].line) == ("learning_rate", 5)
-    plan, problems = check_config(tmp_path, "r1", STARTER_LIKE, count_data=False)
-    assert problems == [] and plan["max_steps"] == 3
+    plan, problems = check_config(
+        tmp_path, "r1", STARTER_LIKE + "use_peft: true\nlora_r: 4\n", count_data=False
+    )
+    assert problems == [] and plan["derived"]["max_steps"] == 3
+    assert plan["dialect"]["name"] == "trl" and any(line.startswith("peak: ") for line in plan["memory"])
     assert not (tmp_path / "r1").exists()  # checking writes nothing
 
 

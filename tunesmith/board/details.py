@@ -8,6 +8,7 @@ from typing import Any
 
 from tunesmith.board import heavy
 from tunesmith.board.jobs import Job, Jobs
+from tunesmith.board.launch import plan_summary
 from tunesmith.board.logs import LOG_FILE, tail_text
 from tunesmith.board.runs import summarize
 from tunesmith.board.status import FINAL_CONFIG, checkpoint_steps
@@ -58,10 +59,11 @@ def config_source(run_dir: Path, job: Job | None, jobs: Jobs) -> tuple[Path | No
 
 
 def resolved_config(path: Path | None, overrides: list[str], *, as_started: bool) -> dict[str, Any]:
-    """`{"keys": [{name, section, value, set_as}], "plan": {...}}` or `{"error": ...}`.
+    """`{"keys": [{name, section, value, set_as, dialect}], "plan": {...}}` or `{"error": ...}`.
 
-    A config as started is validated like `tunesmith plan` and shows the keys the user set; a run's final resolved
-    config is read back without validation (it holds every argument) and shows those away from their default.
+    A config as started is validated like `tunesmith plan` and shows the keys the user set (with how its dialect
+    took each peer name, and the dialect's home defaults); a run's final resolved config is read back without
+    validation (it holds every argument) and shows those away from their default. Call with heavy.LOCK held.
     """
     if path is None:
         return {
@@ -72,21 +74,35 @@ def resolved_config(path: Path | None, overrides: list[str], *, as_started: bool
     from tunesmith.config import load_config
     from tunesmith.config.schema import fields_by_name
     from tunesmith.config.serialize import config_to_dict, plain
-    from tunesmith.planning import describe_plan
 
     try:
         cfg = load_config(path, overrides, validate=as_started)
-        plan = describe_plan(cfg, count_data=False)["derived"] if as_started else {}
+        plan = plan_summary(cfg, count_data=False) if as_started else {}
     except TunesmithError as exc:
         return {"keys": [], "plan": {}, "error": str(exc)}
     fields = fields_by_name()
+    taken = {t["key"]: f"{t['system']}: {t['how']}" for t in (cfg.dialect.taken if cfg.dialect else [])}
     keys = [
-        {"name": name, "section": section, "value": value, "set_as": cfg.origins[name]}
+        {
+            "name": name,
+            "section": section,
+            "value": value,
+            "set_as": cfg.origins[name],
+            "dialect": taken.get(_written_key(cfg.origins[name]), ""),
+        }
         for section, items in config_to_dict(cfg).items()
         for name, value in items.items()
         if name in cfg.origins and (as_started or value != plain(fields[name].default))
     ]
+    for name, default in (cfg.dialect.defaults if cfg.dialect and as_started else {}).items():
+        why = f"{default['system']} default: {default['why']}"
+        keys.append({"name": name, "section": "", "value": default["value"], "set_as": "", "dialect": why})
     return {"keys": keys, "plan": plan, "file": str(path)}
+
+
+def _written_key(origin: str) -> str:
+    """The key as the user wrote it, from an origin like `'lr' (config.yaml line 4)`."""
+    return origin.split("'")[1] if origin.count("'") >= 2 else origin
 
 
 def run_details(root: Path, name: str, jobs: Jobs) -> dict[str, Any]:

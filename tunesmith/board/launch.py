@@ -60,23 +60,36 @@ def check_name(root: Path, name: str) -> Problem | None:
 def check_config(
     root: Path, name: str, text: str, count_data: bool = True
 ) -> tuple[dict[str, Any], list[Problem]]:
-    """The plan's derived numbers for `text` run as `name`, or the problems found (config loaded and validated,
-    data counted when `count_data`, nothing trained)."""
+    """The plan (`plan_summary`) of `text` run as `name`, or the problems found (config loaded and validated, data
+    counted when `count_data`, nothing trained)."""
     problem = check_name(root, name)
     if problem is not None:
         return {}, [problem]
     with heavy.LOCK, tempfile.TemporaryDirectory() as tmp:
         from tunesmith.config import load_config
-        from tunesmith.planning import describe_plan
 
         path = Path(tmp) / CONFIG_NAME
         path.write_text(text, encoding="utf-8")
         try:
-            cfg = load_config(path, overrides_for(root, name))
-            plan = describe_plan(cfg, count_data=count_data)["derived"]
+            plan = plan_summary(load_config(path, overrides_for(root, name)), count_data=count_data)
         except TunesmithError as exc:
             return {}, [locate(str(exc), text)]
     return plan, []
+
+
+def plan_summary(cfg: Any, *, count_data: bool) -> dict[str, Any]:
+    """What `tunesmith plan` derives for `cfg`: `{"derived": batch and step math, "memory": the estimate's lines,
+    "dialect": {name, reason}}` (the caller holds heavy.LOCK)."""
+    from tunesmith.plan_memory_config import format_memory
+    from tunesmith.planning import describe_plan
+
+    report = describe_plan(cfg, count_data=count_data)
+    dialect = report.get("dialect") or {}
+    return {
+        "derived": report["derived"],
+        "memory": [line.strip() for line in format_memory(report["memory"])[1:]],
+        "dialect": {"name": dialect.get("name"), "reason": dialect.get("reason")},
+    }
 
 
 def overrides_for(root: Path, name: str) -> list[str]:

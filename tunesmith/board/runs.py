@@ -63,8 +63,9 @@ def read_config(run_dir: Path, job: Job | None, jobs: Jobs) -> dict[str, Any]:
 
 def max_steps_of(run_dir: Path, job: Job | None, config: dict[str, Any]) -> int | None:
     """Total optimizer steps: the board's plan, else a saved trainer state, else the config's max_steps."""
-    if job is not None and job.plan.get("max_steps"):
-        return int(job.plan["max_steps"])
+    planned = job.plan.get("derived", {}).get("max_steps") if job is not None else None
+    if planned:
+        return int(planned)
     complete = [step for step, done in checkpoint_steps(run_dir) if done]
     states = [
         run_dir / "trainer_state.json",

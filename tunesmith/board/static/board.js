@@ -185,9 +185,12 @@ function showDetails(d) {
   $("#stop-run").hidden = !(run.board_job && run.status === "running");
   $("#chat").hidden = run.status !== "finished";
   const config = d.config;
-  $("#config-note").textContent = config.error || config.note || (config.file ? `from ${config.file}` : "");
+  const dialect = config.plan && config.plan.dialect;
+  $("#config-note").textContent = config.error || config.note || [config.file && `from ${config.file}`,
+    dialect && dialect.name && `dialect ${dialect.name} (${dialect.reason})`].filter(Boolean).join("; ");
   $("#config-table tbody").replaceChildren(...config.keys.map((k) => el("tr", { "data-key": k.name },
-    el("td", {}, k.name), el("td", {}, JSON.stringify(k.value)), el("td", { class: "small" }, k.set_as))));
+    el("td", {}, k.name), el("td", {}, JSON.stringify(k.value)), el("td", { class: "small" }, k.set_as),
+    el("td", { class: "small" }, k.dialect || ""))));
   $("#plan-table tbody").replaceChildren(...planRows(config.plan));
   $("#ckpt-table tbody").replaceChildren(...d.checkpoints.map((c) => el("tr", { "data-checkpoint": c.name },
     el("td", {}, c.name), el("td", {}, c.complete ? "yes" : "no (being written)"), el("td", {}, c.size_mb),
@@ -208,7 +211,15 @@ function showDetails(d) {
 }
 
 function planRows(plan) {
-  return Object.entries(plan || {}).map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, v ?? "–")));
+  // The plan's derived numbers, then the memory estimate's lines.
+  const rows = Object.entries((plan && plan.derived) || {}).map(([k, v]) =>
+    el("tr", {}, el("th", {}, k), el("td", {}, v ?? "–")));
+  const memory = ((plan && plan.memory) || []).map((line) => {
+    const at = line.indexOf(": ");
+    return el("tr", { class: "memory" }, el("th", {}, at > 0 ? line.slice(0, at) : "memory"),
+      el("td", {}, at > 0 ? line.slice(at + 2) : line));
+  });
+  return [...rows, ...memory];
 }
 
 function viewCompare(params) {
