@@ -25,7 +25,7 @@ browser:
 		|| echo "chromium could not be installed: the board's browser tests will be skipped"
 
 demo: $(STAMP)
-	$(BIN)/tunesmith train examples/quickstart.yaml
+	$(BIN)/tunesmith train examples/quickstart.yaml resume_from_checkpoint=auto
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider
