@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -185,7 +186,7 @@ class _Job:
             with_indices=True,
             batch_size=data.preprocessing_batch_size,
             remove_columns=columns,
-            **self._map_kwargs("Converting " + spec.name),
+            **self._map_kwargs("Converting " + spec.name, raw),
         )
 
     def _tokenize(self, name: str, ds: AnyDataset) -> AnyDataset:
@@ -195,23 +196,35 @@ class _Job:
             batched=True,
             batch_size=self.data.preprocessing_batch_size,
             remove_columns=_columns(ds),
-            **self._map_kwargs(f"Tokenizing {name}"),
+            **self._map_kwargs(f"Tokenizing {name}", ds),
         )
         if before is not None:
             self.dropped[name] = before - len(out) if self.stage != "pt" else 0
             _check_kept(name, len(out), self.dropped[name], self.data.cutoff_len)
         return out
 
-    def _map_kwargs(self, desc: str) -> dict[str, Any]:
+    def _map_kwargs(self, desc: str, ds: AnyDataset) -> dict[str, Any]:
         if self.data.streaming:
             return {}
         # our own cache decides reuse; a fresh fingerprint also spares `datasets` from hashing the tokenizer
         return {
-            "num_proc": self.data.preprocessing_num_workers,
+            "num_proc": _num_proc(self.data.preprocessing_num_workers, len(ds), self.data.preprocessing_batch_size),
             "load_from_cache_file": False,
             "new_fingerprint": uuid.uuid4().hex,
             "desc": desc,
         }
+
+
+def _num_proc(asked: int | None, rows: int, batch_size: int) -> int | None:
+    """Worker processes for `datasets.map`: what the config asks, but no more than this machine's cores or the
+    number of batches there are (a 16-process map on a 2-core machine, common in LLaMA-Factory configs, only
+    forks processes that wait, and can exhaust memory)."""
+    if not asked or asked <= 1:
+        return None
+    usable = min(asked, os.cpu_count() or 1, max(1, -(-rows // max(1, batch_size))))
+    if usable < asked:
+        logger.info("preprocessing_num_workers: %d asked, %d used (cores and batches available)", asked, usable)
+    return usable if usable > 1 else None
 
 
 def _explicitly_off(cfg: Any, name: str) -> bool:
