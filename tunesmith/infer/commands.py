@@ -8,7 +8,7 @@ from typing import Any
 from tunesmith.utils.errors import TunesmithError
 
 FLAGS = {
-    "export": {"--dcp": True, "--deepspeed": True, "--output": True},
+    "export": {"--dcp": True, "--output": True},
     "chat": {"--system": True},
     "generate": {"--input": True, "--output": True, "--batch-size": True},
     "serve": {},
@@ -23,16 +23,14 @@ def split_target(config: str | None, overrides: list[str]) -> tuple[str | None, 
 
 
 def run_export(config: str | None, overrides: list[str], options: dict[str, Any]) -> int:
-    """Merge the adapters (or convert a sharded/DeepSpeed checkpoint) into a plain model folder."""
+    """Merge the adapters (or convert a sharded checkpoint) into a plain model folder."""
     from tunesmith.infer.export import export_model
     from tunesmith.infer.loading import inference_config
 
     target, overrides = split_target(config, overrides)
     if options.get("--output"):
         overrides = [*overrides, f"export_dir={options['--output']}"]
-    path = export_model(
-        inference_config(target, overrides), dcp=options.get("--dcp"), deepspeed=options.get("--deepspeed")
-    )
+    path = export_model(inference_config(target, overrides), dcp=options.get("--dcp"))
     print(f"wrote {path}")
     return 0
 

@@ -1,13 +1,12 @@
 """`tunesmith export`: a plain Hugging Face model folder from a run: the adapters merged into the base (a QLoRA
-base dequantised, i.e. loaded in full precision, first), or the weights of a sharded (torch distributed) or
-DeepSpeed checkpoint; sharded by `export_size`, with tokenizer, chat template and generation config."""
+base dequantised, i.e. loaded in full precision, first), or the weights of a sharded (torch distributed)
+checkpoint; sharded by `export_size`, with tokenizer, chat template and generation config."""
 
 from __future__ import annotations
 
 import logging
 import shutil
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -18,10 +17,8 @@ from tunesmith.utils.errors import ConfigError
 
 logger = logging.getLogger("tunesmith")
 
-DEEPSPEED_TAG = "state"  # the tag tunesmith's DeepSpeed checkpoints are saved under
 
-
-def export_model(cfg: TunesmithConfig, *, dcp: str | None = None, deepspeed: str | None = None) -> Path:
+def export_model(cfg: TunesmithConfig, *, dcp: str | None = None) -> Path:
     """Write the merged (or converted) model of `cfg` to `export_dir`; returns that folder. The folder is filled
     under a temporary name and renamed at the end, so a failed export leaves nothing behind."""
     gen = cfg.generation
@@ -37,8 +34,6 @@ def export_model(cfg: TunesmithConfig, *, dcp: str | None = None, deepspeed: str
     model = loaded.model
     if dcp:
         load_dcp_model(dcp, model)
-    if deepspeed:
-        _load_deepspeed(model, deepspeed)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -65,23 +60,3 @@ def _full_precision_base(cfg: TunesmithConfig) -> None:
 
 def _device(name: str) -> str:
     return "cuda" if name == "auto" and torch.cuda.is_available() else "cpu"
-
-
-def _load_deepspeed(model: Any, path: str) -> None:
-    """The fp32 weights consolidated from a DeepSpeed checkpoint folder (ZeRO 1/2/3) into `model`."""
-    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
-
-    folder = Path(path)
-    if not (folder / DEEPSPEED_TAG).is_dir() and not (folder / "latest").is_file():
-        raise ConfigError(f"{path}: not a DeepSpeed checkpoint folder (no '{DEEPSPEED_TAG}' tag folder)")
-    tag = DEEPSPEED_TAG if (folder / DEEPSPEED_TAG).is_dir() else None
-    state = get_fp32_state_dict_from_zero_checkpoint(str(folder), tag=tag)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected or [k for k in missing if not _tied(model, k)]:
-        raise ConfigError(
-            f"{path}: the checkpoint does not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]})"
-        )
-
-
-def _tied(model: Any, key: str) -> bool:
-    return key.startswith("lm_head") and bool(getattr(model.config, "tie_word_embeddings", False))
