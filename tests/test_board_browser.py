@@ -156,6 +156,7 @@ def test_start_a_run_and_watch_it_live(board, page, artifacts):
     assert points(page) == 30
     page.wait_for_selector("tr[data-checkpoint='checkpoint-30']")
     page.wait_for_selector("#config-table tr[data-key='max_steps']")
+    page.wait_for_selector("#plan-table tr.memory")  # the memory estimate of the plan
     assert (runs / "demo" / "tunesmith_config.yaml").is_file() and (
         runs / "demo" / "model.safetensors"
     ).is_file()
