@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from helpers import tiny_tokenizer
+from helpers import tiny_model, tiny_tokenizer
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
@@ -98,3 +98,36 @@ def test_refusals_before_any_work(tmp_path, tiny_model_dir, capsys):
     assert "export_dir: not set" in capsys.readouterr().err
     assert main(["export", str(tmp_path)]) == 2
     assert "holds neither a model" in capsys.readouterr().err
+
+
+def test_lora_run_on_a_random_base_and_a_config_with_two_adapters(tmp_path, tiny_model_dir, capsys):
+    from tunesmith.model.saving import save_pretrained_output
+
+    base = tiny_model(seed=9)
+    base.name_or_path = (
+        ""  # as a built-in / train_from_scratch run leaves it: the base is saved with the adapter
+    )
+    config = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(6)
+        run = get_peft_model(base, config)
+    save_pretrained_output(run, tiny_tokenizer(), tmp_path / "run")
+    assert _export(capsys, str(tmp_path / "run"), "--output", str(tmp_path / "merged")) == 0
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
+    torch.testing.assert_close(_logits(merged), _logits(run.eval()), rtol=1e-5, atol=1e-5)
+
+    first, second = (
+        _adapter(tiny_model_dir, tmp_path / "a", seed=1),
+        _adapter(tiny_model_dir, tmp_path / "b", seed=2),
+    )
+    (tmp_path / "export.yaml").write_text(
+        f"model_name_or_path: {tiny_model_dir}\nadapter_name_or_path: {first},{second}\nexport_dir: {tmp_path / 'both'}\n"
+    )
+    assert _export(capsys, str(tmp_path / "export.yaml")) == 0
+    reference = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir), first, adapter_name="a"
+    )
+    reference.load_adapter(second, adapter_name="b")
+    reference.base_model.set_adapter(["a", "b"])
+    both = AutoModelForCausalLM.from_pretrained(tmp_path / "both")
+    torch.testing.assert_close(_logits(both), _logits(reference), rtol=1e-5, atol=1e-5)
