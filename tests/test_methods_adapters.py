@@ -13,6 +13,7 @@ from transformers import AutoModelForCausalLM
 
 from tunesmith.model import save_pretrained_output
 from tunesmith.model.adapter_variants import PISSA_CONVERTED_DIR
+from tunesmith.train.adalora import build_adalora_budget
 from tunesmith.train.pissa_convert import build_pissa_convert
 from tunesmith.utils.errors import ConfigError
 
@@ -122,3 +123,30 @@ def test_target_parameters_on_moe_experts(tmp_path):
     assert any("experts" in n for n in lora)
     data = _train(cfg, model, tok)
     assert _reload_error(model, tok, tmp_path / "final", data[0]) < 1e-4
+
+
+def test_adalora_prunes_ranks_adds_orth_penalty_and_reloads(tmp_path, tiny):
+    cfg, tok, model = setup(
+        tiny,
+        tmp_path,
+        "finetuning_type=adalora",
+        "target_modules=q_proj,v_proj",
+        "adalora_init_r=6",
+        "adalora_target_r=2",
+        "adalora_tinit=1",
+        "adalora_tfinal=1",
+        steps=4,
+    )
+    batch = micro_batches(tok, 1)[0]
+    model.train()
+    reference = model(**batch).loss  # peft adds its orthogonality penalty to the model's own mean CE
+    trainer = trainer_for(cfg, model, [batch] * 4, callbacks=[build_adalora_budget(cfg)])
+    ce_sum, aux = trainer.loss_fn(model, batch)
+    tokens = int((batch["labels"][:, 1:] != -100).sum())
+    assert (ce_sum / tokens + aux).item() == pytest.approx(reference.item(), rel=1e-5)
+    trainer.train()
+    trainer.close()
+    pattern = model.peft_config["default"].rank_pattern
+    kept = sum(int(torch.as_tensor(v).sum()) for v in pattern.values())
+    assert pattern and kept <= 2 * len(pattern) < 6 * len(pattern)  # the budget shrank to target_r on average
+    assert _reload_error(model, tok, tmp_path / "final", batch) < 1e-4

@@ -10,6 +10,7 @@ lora_only; peft's `bias`), `init_lora_weights` is peft's name (ms-swift's `init_
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("tunesmith")
 
-ADAPTER_TYPES = ("lora", "qlora", "oft", "boft", "vera")
+ADAPTER_TYPES = ("lora", "qlora", "oft", "boft", "vera", "adalora")
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 PISSA_INIT_DIR = "pissa_init"
 PISSA_CONVERTED_DIR = "pissa_converted"
@@ -93,6 +94,24 @@ def peft_config(
             boft_dropout=methods.boft_dropout,
             target_modules=target,
         )
+    if kind == "adalora":
+        return peft.AdaLoraConfig(
+            **common,
+            target_modules=target,
+            init_r=methods.adalora_init_r,
+            target_r=methods.adalora_target_r,
+            tinit=methods.adalora_tinit,
+            tfinal=methods.adalora_tfinal,
+            deltaT=methods.adalora_deltaT,
+            beta1=methods.adalora_beta1,
+            beta2=methods.adalora_beta2,
+            orth_reg_weight=methods.adalora_orth_reg_weight,
+            lora_alpha=margs.lora_alpha,
+            lora_dropout=margs.lora_dropout,
+            total_step=methods.adalora_tinit
+            + methods.adalora_tfinal
+            + 1,  # the run's length is set at its start
+        )
     return peft.VeraConfig(
         **common,
         r=methods.vera_rank,
@@ -154,3 +173,23 @@ def save_pissa_converted(model: PeftModel, output_dir: str | Path) -> Path:
         config.init_lora_weights = kept
     logger.info("PiSSA adapter converted to a plain LoRA of the original weights: %s", path)
     return path
+
+
+def orth_regularizer(model: torch.nn.Module) -> Callable[[], torch.Tensor] | None:
+    """AdaLoRA's orthogonality penalty of its P (lora_A) and Q (lora_B) factors, as peft adds it to the loss:
+    weight x mean over factors of ||P P^T - I||_F (||Q^T Q - I||_F); None for other models."""
+    config = getattr(model, "peft_config", {}).get("default")
+    if type(config).__name__ != "AdaLoraConfig" or not config.orth_reg_weight:
+        return None
+    factors = [
+        (n, p) for n, p in model.named_parameters() if ("lora_A" in n or "lora_B" in n) and p.requires_grad
+    ]
+
+    def penalty() -> torch.Tensor:
+        total = factors[0][1].new_zeros(())
+        for name, param in factors:
+            cov = param @ param.T if "lora_A" in name else param.T @ param
+            total = total + torch.linalg.matrix_norm(cov - torch.eye(*cov.shape, dtype=cov.dtype), ord="fro")
+        return config.orth_reg_weight * total / len(factors)
+
+    return penalty

@@ -30,9 +30,8 @@ from tunesmith.report.secrets import scrub, secret_values
 from tunesmith.train.callbacks import SaveOnAbort
 from tunesmith.train.debug_overflow import debug_callbacks
 from tunesmith.train.device import apply_cuda_defaults, bind_process_to_device, training_device
-from tunesmith.train.lisa import build_lisa
+from tunesmith.train.method_callbacks import method_callbacks
 from tunesmith.train.model_setup import seed_everything
-from tunesmith.train.pissa_convert import build_pissa_convert
 from tunesmith.train.profiling import build_profiler
 from tunesmith.train.signals import StopRequest, stop_on_signals
 from tunesmith.train.trainer import Trainer, TrainState
@@ -144,7 +143,8 @@ def _train(
         reporter=reporter_for(cfg),
         callbacks=[
             SaveOnAbort(tokenizer, output_dir, save=lambda m, tok, path: run.save_output(m, tok, cfg, path)),
-            *[c for c in (build_profiler(cfg), build_lisa(cfg), build_pissa_convert(cfg)) if c is not None],
+            *[c for c in (build_profiler(cfg),) if c is not None],
+            *method_callbacks(cfg),
             *lifecycle_callbacks(cfg, data.eval, tokenizer, stop, make_evaluator),
             *debug_callbacks(cfg.train),
             *(parts.callbacks(cfg) if parts.callbacks is not None else []),

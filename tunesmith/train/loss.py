@@ -86,8 +86,10 @@ class CausalLMLoss:
         chunk_size: int | None = None,
         aux_loss_coef: float = 0.0,
         token_loss: Callable[..., torch.Tensor] | None = None,
+        regularizer: Callable[[], torch.Tensor] | None = None,
     ):
-        """`token_loss(logits, labels, inputs)`, when given, replaces the summed cross-entropy (sft_losses.py)."""
+        """`token_loss(logits, labels, inputs)`, when given, replaces the summed cross-entropy (sft_losses.py);
+        `regularizer()` (AdaLoRA's orthogonality penalty) joins the auxiliary loss, once per optimizer step."""
         if token_loss is not None and (label_smoothing or chunk_size):
             raise ConfigError(
                 "use_dft_loss/use_eaft_loss/use_asft_loss: not combinable with label_smoothing_factor or "
@@ -97,6 +99,7 @@ class CausalLMLoss:
         self.chunk_size = chunk_size or None
         self.aux_loss_coef = aux_loss_coef
         self.token_loss = token_loss
+        self.regularizer = regularizer
 
     def __call__(
         self, model: torch.nn.Module, batch: Mapping[str, torch.Tensor]
@@ -128,9 +131,10 @@ class CausalLMLoss:
         return ce, self._aux(aux, ce)
 
     def _aux(self, aux: torch.Tensor | None, ce: torch.Tensor) -> torch.Tensor:
+        extra = self.regularizer() if self.regularizer is not None else ce.new_zeros(())
         if aux is None:
-            return ce.new_zeros(())
-        return self.aux_loss_coef * aux.to(ce.device)
+            return extra
+        return self.aux_loss_coef * aux.to(ce.device) + extra
 
 
 def batch_inputs(inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

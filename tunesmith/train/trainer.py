@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from tunesmith.config.plan import StepPlan, step_plan
+from tunesmith.model.adapter_variants import orth_regularizer
 from tunesmith.report.jsonl import JsonlLog
 from tunesmith.report.progress import Progress
 from tunesmith.report.schedule import should_log
@@ -103,6 +104,7 @@ class Trainer:
             args.chunk_loss_size,
             _aux_coef(model, aux_loss_coef),
             token_loss=build_token_loss(methods, model),
+            regularizer=orth_regularizer(model),
         )
         self.reporter = reporter if reporter is not None else JsonlLog(args.output_dir)
         self.callbacks = list(callbacks)

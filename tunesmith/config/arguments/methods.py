@@ -80,6 +80,21 @@ class MethodArguments:
         "resume_from_checkpoint loads only the model weights: optimizer, schedule, RNG and step count start fresh.",
     )
 
+    adalora_init_r: int = arg(12, "AdaLoRA: initial rank of every adapter.", minimum=1)
+    adalora_target_r: int = arg(8, "AdaLoRA: average rank the budget shrinks to.", minimum=1)
+    adalora_tinit: int = arg(0, "AdaLoRA: warm-up steps before ranks are pruned.", minimum=0)
+    adalora_tfinal: int = arg(0, "AdaLoRA: final steps with the ranks fixed.", minimum=0)
+    adalora_deltaT: int = arg(1, "AdaLoRA: steps between two budget allocations.", minimum=1)
+    adalora_beta1: float = arg(
+        0.85, "AdaLoRA: EMA factor of the importance sensitivity.", minimum=0, maximum=1
+    )
+    adalora_beta2: float = arg(
+        0.85, "AdaLoRA: EMA factor of the importance uncertainty.", minimum=0, maximum=1
+    )
+    adalora_orth_reg_weight: float = arg(
+        0.5, "AdaLoRA: weight of the orthogonality regulariser of A and B.", minimum=0
+    )
+
     # --- selective training (ms-swift full tuning, LLaMA-Factory freeze tuning) -----------------------------------
     freeze_parameters: list[str] | None = arg(
         None,

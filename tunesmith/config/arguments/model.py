@@ -112,9 +112,9 @@ class ModelArguments:
     finetuning_type: str = arg(
         "full",
         "Which weights train: full (all), freeze (the last layers only), lora, qlora (LoRA on a 4-bit base), or "
-        "the peft adapters oft, boft, vera.",
+        "the peft adapters oft, boft, vera, adalora.",
         aliases=("train_type",),
-        choices=("full", "freeze", "lora", "qlora", "oft", "boft", "vera"),
+        choices=("full", "freeze", "lora", "qlora", "oft", "boft", "vera", "adalora"),
         sources="004",
         default_note="HF Trainer, MindSpeed and LLaMA-Factory v1 train all weights; ms-swift defaults to lora.",
     )
