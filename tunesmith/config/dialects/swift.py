@@ -241,6 +241,10 @@ MODEL = {
         "selects ms-swift's MoE kernels; MoE models run transformers' experts (expert parallel: ep_size)"
     ),
     "new_special_tokens": alias("add_special_tokens"),
+    "device_map": refuse(
+        "places the model across devices for single-process model parallelism; training "
+        "places it on the run's device (tp_size/fsdp_size split it across processes)"
+    ),
     "max_memory": refuse("caps per-device memory for a device map; training places the model on its device"),
     "local_repo_path": refuse("points at a model's GitHub code; tunesmith runs transformers' implementation"),
     "init_strategy": refuse(
@@ -358,8 +362,26 @@ ROLLOUTS = refuse_all(
     notes.VLLM,
 )
 
+GALORE = {
+    "galore_target_modules": alias("galore_target"),
+    "galore_update_proj_gap": alias("galore_update_interval"),
+    "galore_optim_per_parameter": alias("galore_layerwise"),
+    "galore_with_embedding": refuse(
+        "also projects the embedding's gradient; GaLore here projects the linear "
+        "layers named by galore_target",
+        False,
+    ),
+    **refuse_all(
+        "galore_quantization galore_proj_quant galore_proj_bits galore_proj_group_size galore_cos_threshold "
+        "galore_gamma_proj galore_queue_size",
+        "configures Q-GaLore (quantised projections), which is not implemented; plain GaLore runs here "
+        "(use_galore, galore_rank, galore_update_interval)",
+    ),
+}
+
 NAMES: dict[str, Entry] = {
     **ROLLOUTS,
+    **GALORE,
     **MULTIMODAL,
     **TUNERS,
     **SWANLAB,

@@ -108,6 +108,8 @@ NAMES: dict[str, Entry] = {
     "discopop_tau": refuse("belongs to the DiscoPOP loss, which is not implemented", 0.05),
     "use_peft": convert(use_peft, "finetuning_type: lora"),
     "lora_r": alias("lora_rank"),
+    "lora_target_parameters": alias("target_parameters"),
+    "model_init_kwargs": alias("model_kwargs"),
     "lora_target_modules": alias("target_modules"),
     "lora_modules_to_save": alias("modules_to_save"),
     "lora_task_type": fixed("CAUSAL_LM", "adapters are for causal language models"),
