@@ -1,4 +1,6 @@
-"""SIGTERM/SIGINT during training: remember the request; the loop finishes its step, checkpoints and exits."""
+"""SIGTERM/SIGINT during training: remember the request; the loop finishes its step, checkpoints and exits. A second
+signal stops at once: a checkpoint being written is abandoned (it stays a `.tmp` folder, never resumed from) and the
+one-line error names the last complete checkpoint."""
 
 from __future__ import annotations
 
@@ -7,8 +9,10 @@ import logging
 import signal
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from types import FrameType
 
+from tunesmith.train.checkpoint_find import PREFIX, checkpoints, problem
 from tunesmith.utils.errors import TunesmithError
 
 logger = logging.getLogger("tunesmith")
@@ -19,11 +23,17 @@ class TrainingInterrupted(TunesmithError):
     """Training was stopped by a signal after saving a checkpoint (the exit status is non-zero)."""
 
 
-class StopRequest:
-    """Set by a signal handler; the training loop polls `requested` between optimizer steps."""
+class TrainingAbandoned(TunesmithError):
+    """A second signal stopped training at once (the exit status is non-zero)."""
 
-    def __init__(self) -> None:
+
+class StopRequest:
+    """Set by a signal handler; the training loop polls `requested` between optimizer steps. `output_dir` lets the
+    message of a second signal name the checkpoint to resume from."""
+
+    def __init__(self, output_dir: str | Path | None = None) -> None:
         self.signal: int | None = None
+        self.output_dir = Path(output_dir) if output_dir is not None else None
 
     @property
     def requested(self) -> bool:
@@ -32,12 +42,26 @@ class StopRequest:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signal is not None:  # a second signal: stop now
-            raise KeyboardInterrupt
+            raise TrainingAbandoned(self._abandoned_message(signum))
         self.signal = signum
         logger.warning(
             "%s received: finishing the current step and saving a checkpoint (send it again to stop at once)",
             signal.Signals(signum).name,
         )
+
+    def _abandoned_message(self, signum: int) -> str:
+        name = signal.Signals(signum).name
+        if self.output_dir is None:
+            return f"training stopped at once by a second {name}"
+        pending = sorted(p.name for p in self.output_dir.glob(f"{PREFIX}*.tmp"))
+        done = [p for p in checkpoints(self.output_dir) if problem(p) is None]
+        abandoned = f"the checkpoint being written ({', '.join(pending)}) was abandoned; " if pending else ""
+        resume = (
+            f"the last complete checkpoint is {done[-1]}: resume with resume_from_checkpoint: auto"
+            if done
+            else "no complete checkpoint was written"
+        )
+        return f"training stopped at once by a second {name}: {abandoned}{resume}"
 
 
 @contextlib.contextmanager
