@@ -133,7 +133,7 @@ def _train(
     if parts.evaluator is not None:
         make_evaluator = lambda sets: parts.evaluator(cfg, sets, tokenizer, objective)  # noqa: E731
     output_dir = cfg.train.output_dir
-    stop = StopRequest()
+    stop = StopRequest(output_dir)
     claim_output_dir(output)  # config, data and model are good: only now move an earlier run aside
     trainer = Trainer(
         model,
