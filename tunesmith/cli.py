@@ -218,7 +218,8 @@ def cmd_plot(config: str | None, overrides: list[str], options: dict[str, Any]) 
 
 
 def cmd_board(config: str | None, overrides: list[str], options: dict[str, Any]) -> int:
-    """Serve the board for the runs under RUNS_DIR (default `outputs`) until interrupted."""
+    """`tunesmith board [RUNS_DIR]`: a local web page to watch, compare, start and stop the runs under RUNS_DIR
+    (default `outputs`), on 127.0.0.1:7870 unless --host/--port say otherwise (a token beyond loopback)."""
     from tunesmith.board.server import DEFAULT_HOST, DEFAULT_PORT, serve
 
     targets = [config] if config else overrides
