@@ -13,7 +13,6 @@ from tunesmith.config.dialects.base import (
     convert,
     fixed,
     refuse,
-    refuse_all,
 )
 from tunesmith.config.dialects.swift import packing_strategy, padding_free
 from tunesmith.utils.errors import ConfigError
@@ -132,9 +131,6 @@ NAMES: dict[str, Entry] = {
     ),
     "dataset_streaming": alias("streaming"),
     "ignore_bias_buffers": refuse("works around DDP with boolean buffers; not needed here", False),
-    **refuse_all(
-        "sync_ref_model", "updates the reference model during training (TR-DPO); not implemented", False
-    ),
 }
 
 MARKERS = frozenset(
