@@ -69,3 +69,15 @@ def test_checksum_catches_a_same_size_change_and_old_markers_still_work(tmp_path
     assert ckpt_find.problem(ckpt, checksums=True) is None
     with pytest.raises(ConfigError, match="trainer_state.json is unreadable"):
         ckpt_find.read_state(ckpt)
+
+
+def test_a_half_written_log_line_is_skipped_by_readers_and_dropped_on_resume(tmp_path, caplog):
+    from tunesmith.recipes.output_dir import truncate_log
+    from tunesmith.report.jsonl import read_log
+
+    log = tmp_path / "trainer_log.jsonl"
+    log.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n{"step": 3, "lo')
+    assert [r["step"] for r in read_log(tmp_path)] == [1, 2]
+    truncate_log(log, 1)
+    assert log.read_text() == '{"step": 1, "loss": 2.0}\n'
+    assert "dropped 1 half-written line" in caplog.text

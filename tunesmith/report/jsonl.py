@@ -40,9 +40,18 @@ def json_number(value: Any) -> Any:
 
 
 def read_log(output_dir: str | Path) -> list[dict[str, Any]]:
-    """The rows of `output_dir/trainer_log.jsonl` ([] when it does not exist)."""
+    """The rows of `output_dir/trainer_log.jsonl` ([] when it does not exist); a line cut off by a kill or a full
+    disk is skipped."""
     path = Path(output_dir) / FILENAME
     if not path.exists():
         return []
-    with path.open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    rows = []
+    with path.open(encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                row = json.loads(line) if line.strip() else None
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict):
+                rows.append(row)
+    return rows
