@@ -18,7 +18,7 @@ from tunesmith.board.app import create_app
 from tunesmith.board.jobs import Job, Jobs, pid_runs_tunesmith
 from tunesmith.board.launch import check_config, check_name, locate
 from tunesmith.board.logs import LOG_FILE, last_rows, read_rows
-from tunesmith.board.runs import find_runs, list_runs
+from tunesmith.board.runs import find_runs, list_runs, summarize
 from tunesmith.board.status import STALE_S, run_status
 from tunesmith.utils.runlock import LOCK_FILE
 
@@ -92,6 +92,9 @@ def test_status_from_files(tmp_path):
     assert run_status(failed, job, True, 2) == "stopping"
     assert find_runs(tmp_path, jobs) == ["a", "b", "c", "d"]
     assert {r["name"]: r["status"] for r in list_runs(tmp_path, jobs)}["a"] == "finished"
+    (stopped / "tunesmith_config.yaml").write_text("train:\n  lr: 0.01\nmicro_batch_size: 2\n")
+    summary = summarize(tmp_path, "c", jobs)
+    assert summary["config"] == {"learning_rate": 0.01, "per_device_train_batch_size": 2}
 
 
 def test_problems_are_located_at_their_key(tmp_path):

@@ -57,8 +57,22 @@ def read_config(run_dir: Path, job: Job | None, jobs: Jobs) -> dict[str, Any]:
         except (OSError, yaml.YAMLError, UnicodeDecodeError):
             continue
         if isinstance(data, dict):
-            return data
+            return canonical_keys(data)
     return {}
+
+
+def canonical_keys(data: dict[str, Any]) -> dict[str, Any]:
+    """`data` flattened (sections) with aliases replaced by canonical names (`lr` -> `learning_rate`)."""
+    from tunesmith.config.schema import alias_table, normalize_key
+    from tunesmith.config.sources import SECTION_KEYS
+
+    table, flat = alias_table(), {}
+    for key, value in data.items():
+        if key in SECTION_KEYS and isinstance(value, dict):
+            flat.update(canonical_keys(value))
+        elif isinstance(key, str):
+            flat[table.get(normalize_key(key), key)] = value
+    return flat
 
 
 def max_steps_of(run_dir: Path, job: Job | None, config: dict[str, Any]) -> int | None:
