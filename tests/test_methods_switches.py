@@ -10,7 +10,7 @@ import torch
 from methods_helpers import setup
 
 from tunesmith.config import load_config
-from tunesmith.model import checkpointing_kwargs
+from tunesmith.model import checkpointing_kwargs, checkpointing_wanted
 from tunesmith.utils.errors import ConfigError
 
 
@@ -77,12 +77,11 @@ def test_model_kwargs_set_config_values(tmp_path, tiny):
 
 def test_checkpointing_switches(tmp_path):
     cfg = load_config(None, ["gradient_checkpointing=true", "use_reentrant_gc=true"], validate=False)
-    assert checkpointing_kwargs(cfg) == {"use_reentrant": True}
+    assert checkpointing_wanted(cfg) and checkpointing_kwargs(cfg) == {"use_reentrant": True}
     cfg = load_config(
         None, ["gradient_checkpointing=true", "disable_gradient_checkpointing=true"], validate=False
     )
-    with pytest.raises(ConfigError, match="disable_gradient_checkpointing"):
-        checkpointing_kwargs(cfg)
+    assert not checkpointing_wanted(cfg)
 
 
 def test_print_param_status(tmp_path, tiny, caplog):

@@ -17,6 +17,10 @@ _QUANT = (
     "MindSpeed's mxfp8 low-precision training needs FP8 kernels (Ascend or Hopper) that this build does not have; "
     "use bf16, or QLoRA (finetuning_type: qlora)"
 )
+_BADAM_RATIO = (
+    "only used by BAdam's ratio mode, whose sparse gradients the step's gradient-norm computation cannot take; "
+    "use badam_mode: layer (badam_switch_interval, badam_switch_mode)"
+)
 _ONLY_WITH_QUANT = "only used with quant_recipe, which is not available here (see quant_recipe)"
 _HUBS = "downloads from ModelScope/Modelers are not implemented; download the model first and pass its local directory"
 
@@ -37,6 +41,8 @@ REFUSED: dict[str, str] = {
     "om_hub_token": _HUBS,
     "accelerator_config": "tunesmith does not run accelerate's Accelerator; use dist_config, fsdp/fsdp_config or deepspeed",
     "trackio_space_id": "Trackio is not a supported report_to backend; use tensorboard, wandb, swanlab or mlflow",
+    "badam_update_ratio": _BADAM_RATIO,
+    "badam_mask_mode": _BADAM_RATIO,
     "quant_recipe": _QUANT,
     "quant_format": _ONLY_WITH_QUANT,
     "quant_block_size": _ONLY_WITH_QUANT,

@@ -15,7 +15,6 @@ from tunesmith.model.neftune import attach_neftune
 from tunesmith.model.saving import save_merged, save_pretrained_output
 from tunesmith.model.selective import apply_selective
 from tunesmith.model.tokenizer import load_tokenizer
-from tunesmith.utils.errors import ConfigError
 
 if TYPE_CHECKING:  # peft is imported only when an adapter is used (it takes seconds to import)
     from peft import PeftModel
@@ -41,7 +40,7 @@ def prepare_for_training(model: PreTrainedModel, cfg: Any) -> PreTrainedModel | 
     train = cfg.train
     model = apply_finetuning(model, cfg.model, int(train.seed), cfg.methods)
     apply_selective(model, cfg.model.finetuning_type, cfg.methods)
-    if train.gradient_checkpointing:
+    if checkpointing_wanted(cfg):
         enable_checkpointing(model, cfg.parallel.recompute_modules, checkpointing_kwargs(cfg))
     if train.neftune_noise_alpha:
         attach_neftune(model, train.neftune_noise_alpha)
@@ -52,14 +51,16 @@ def prepare_for_training(model: PreTrainedModel, cfg: Any) -> PreTrainedModel | 
 
 
 def checkpointing_kwargs(cfg: Any) -> dict[str, Any] | None:
-    """gradient_checkpointing_kwargs, with use_reentrant from use_reentrant_gc when that is set; refuses
-    gradient_checkpointing with disable_gradient_checkpointing."""
-    if cfg.methods.disable_gradient_checkpointing:
-        raise ConfigError(
-            f"{cfg.where('disable_gradient_checkpointing')} contradicts {cfg.where('gradient_checkpointing')}; "
-            "keep one"
-        )
+    """gradient_checkpointing_kwargs, with use_reentrant from use_reentrant_gc when that is set."""
     kwargs = dict(cfg.train.gradient_checkpointing_kwargs or {})
     if cfg.is_set("use_reentrant_gc"):
         kwargs["use_reentrant"] = cfg.methods.use_reentrant_gc
     return kwargs or None
+
+
+def checkpointing_wanted(cfg: Any) -> bool:
+    """gradient_checkpointing, unless disable_gradient_checkpointing (LLaMA-Factory's switch) turns it off."""
+    if cfg.methods.disable_gradient_checkpointing and cfg.train.gradient_checkpointing:
+        logger.info("disable_gradient_checkpointing: activation checkpointing stays off")
+        return False
+    return bool(cfg.train.gradient_checkpointing)

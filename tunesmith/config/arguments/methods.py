@@ -200,6 +200,10 @@ class MethodArguments:
         "ascending", "BAdam layer mode: block order.", choices=("ascending", "descending", "random", "fixed")
     )
     badam_switch_interval: int = arg(50, "BAdam layer mode: optimizer steps per block.", minimum=1)
+    badam_update_ratio: float = arg(0.05, "BAdam ratio mode: share of each matrix updated (refused here).")
+    badam_mask_mode: str = arg(
+        "adjacent", "BAdam ratio mode: mask layout (refused here).", choices=("adjacent", "scatter")
+    )
     badam_verbose: int = arg(0, "BAdam: verbosity (0, 1, 2).", choices=(0, 1, 2))
     use_adam_mini: bool = arg(False, "Adam-mini: one second-moment value per parameter block (adam-mini).")
 
@@ -216,7 +220,8 @@ class MethodArguments:
     upcast_lmhead_output: bool = arg(False, "Compute the loss from float32 logits of the LM head.")
     disable_gradient_checkpointing: bool = arg(
         False,
-        "Never use activation checkpointing (LLaMA-Factory's switch; contradicts gradient_checkpointing).",
+        "Keep activation checkpointing off even when gradient_checkpointing is on (LLaMA-Factory turns it on "
+        "by default).",
     )
     use_reentrant_gc: bool = arg(
         False,
