@@ -80,7 +80,12 @@ class Jobs:
         command = [sys.executable, "-m", "tunesmith.cli", "train", str(config), *overrides]
         with (folder / "console.log").open("wb") as console:
             process = subprocess.Popen(
-                command, stdout=console, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.root
+                command,
+                stdout=console,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.root,
+                start_new_session=True,  # Ctrl-C on the board does not stop its runs
             )
         self.processes[name] = process
         job = Job(name=name, pid=process.pid, started=time.time(), plan=plan)
@@ -88,11 +93,13 @@ class Jobs:
         return job
 
     def stop(self, name: str) -> Job | None:
-        """Send SIGTERM to a running job (it finishes its step, saves a checkpoint and exits)."""
+        """Send SIGTERM to a running job's process group (it finishes its step, saves a checkpoint and exits)."""
         job = self.get(name)
         if job is None or not self.alive(job):
             return None
-        os.kill(job.pid, signal.SIGTERM)
+        os.killpg(
+            job.pid, signal.SIGTERM
+        )  # its own process group: a torchrun launch forwards it to the ranks
         job.stop_requested = True
         self._save(job)
         return job
