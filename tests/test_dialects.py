@@ -125,6 +125,9 @@ training:
   per_device_train_batch_size: 4
   gradient_accumulation_steps: 2
   lr: 2.0e-4
+  min_lr: null
+  weight_decay: 0.0
+  adam_beta2: 0.999
   num_train_epochs: 1
   warmup_ratio: 0.1
   lr_decay_style: cosine

@@ -244,7 +244,7 @@ class TrainingLoopArguments:
         "Recompute activations in backward: less memory, somewhat slower steps.",
         aliases=("enable_activation_checkpointing", "recompute"),
         sources="000,001,002,003,004",
-        default_note="HF, MindSpeed and ms-swift default to false; LLaMA-Factory v1 defaults to true.",
+        default_note="HF and MindSpeed default to false; LLaMA-Factory (v0 and v1), ms-swift and TRL to true.",
     )
     gradient_checkpointing_kwargs: dict[str, Any] | None = arg(
         None, "Options of activation checkpointing, e.g. {use_reentrant: false}.", sources="001,002"

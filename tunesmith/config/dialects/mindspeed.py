@@ -6,7 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 from tunesmith.config.dialects import notes
-from tunesmith.config.dialects.base import Dialect, Entry, alias, convert, fixed, refuse, refuse_all
+from tunesmith.config.dialects.base import (
+    Dialect,
+    Entry,
+    HomeDefault,
+    alias,
+    convert,
+    fixed,
+    refuse,
+    refuse_all,
+)
 
 
 def _log_memory(value: Any) -> dict[str, Any]:
@@ -101,4 +110,15 @@ MARKERS = frozenset(
     }
 )
 
-DIALECT = Dialect("mindspeed", "MindSpeed-LLM", NAMES, MARKERS)
+DEFAULTS = {
+    "learning_rate": HomeDefault(1e-5, why="MindSpeed-LLM's lr defaults to 1e-5"),
+    "weight_decay": HomeDefault(0.01, why="MindSpeed-LLM's weight_decay defaults to 0.01"),
+    "adam_beta2": HomeDefault(0.95, why="MindSpeed-LLM's adam_beta2 defaults to 0.95"),
+    "lr_scheduler_type": HomeDefault("cosine", why="MindSpeed-LLM's lr_decay_style defaults to cosine"),
+    "warmup_ratio": HomeDefault(0.03, why="MindSpeed-LLM's warmup_ratio defaults to 0.03"),
+    "learning_rate_end": HomeDefault(1e-6, why="MindSpeed-LLM's min_lr defaults to 1e-6"),
+    "save_total_limit": HomeDefault(3, why="MindSpeed-LLM keeps 3 checkpoints by default"),
+    "logging_steps": HomeDefault(1, why="MindSpeed-LLM logs every step by default"),
+}
+
+DIALECT = Dialect("mindspeed", "MindSpeed-LLM", NAMES, MARKERS, DEFAULTS)
