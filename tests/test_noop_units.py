@@ -220,3 +220,17 @@ def test_accelerate_parallelism_config_maps_onto_our_sizes(monkeypatch):
         cfg_of('parallelism_config={"tp_size": 2}', "tp_size=4")
     with pytest.raises(ConfigError, match="unknown key 'pp_size'"):
         cfg_of('parallelism_config={"pp_size": 2}')
+
+
+def test_local_rank_sets_the_launcher_variable_or_must_agree_with_it(monkeypatch):
+    import os
+
+    from tunesmith.recipes.distributed import apply_local_rank
+
+    monkeypatch.setenv("LOCAL_RANK", "0")  # restored (or removed) after the test
+    monkeypatch.delenv("LOCAL_RANK")
+    apply_local_rank(cfg_of("local_rank=1"))
+    assert os.environ["LOCAL_RANK"] == "1"
+    apply_local_rank(cfg_of("local_rank=1"))  # agreeing with the environment is fine
+    with pytest.raises(ConfigError, match=r"'local_rank'.* = 0 but the launcher set LOCAL_RANK=1"):
+        apply_local_rank(cfg_of("local_rank=0"))

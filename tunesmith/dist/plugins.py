@@ -45,6 +45,10 @@ class DeepSpeedParams:
             raise ConfigError(
                 "dist_config.deepspeed: give exactly one of config_file (a JSON path) or config"
             )
+        if self.config_file is not None:  # a missing or broken JSON is an error before anything loads
+            from tunesmith.dist.deepspeed import load_ds_config
+
+            load_ds_config(self.config_file, key="deepspeed")
 
 
 def fsdp_param_dtype(cfg: Any, params: Fsdp2Params) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import socket
 from collections.abc import Iterator
 
 import torch
@@ -40,6 +41,24 @@ def init_distributed(backend: str | None = None, timeout_s: int = 1800) -> bool:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s))
     return True
+
+
+def init_single_process(backend: str | None = None, timeout_s: int = 1800) -> None:
+    """A process group of this process alone (rank 0 of 1, on a free local port): FSDP2 or DeepSpeed asked for
+    without torchrun still run their engine, on one rank (e.g. ZeRO-3 offload on one GPU)."""
+    backend = backend or default_backend()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    if backend == "nccl":
+        torch.cuda.set_device(0)
+    dist.init_process_group(
+        backend=backend,
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=0,
+        world_size=1,
+        timeout=datetime.timedelta(seconds=timeout_s),
+    )
 
 
 def is_main_process(on_each_node: bool = False) -> bool:

@@ -75,6 +75,7 @@ def run_stage(cfg: TunesmithConfig, stage: str, parts: StageParts | None = None)
     """Train `cfg` as stage `stage` in this process and save the model, tokenizer and resolved config."""
     if cfg.train.stage != stage:
         raise ConfigError(f"stage: the {stage} recipe was asked to run stage {cfg.train.stage!r}")
+    distributed.apply_local_rank(cfg)
     setup_logging(cfg, dist_env.rank(), dist_env.local_rank())
     add_redaction(secret_values(cfg))  # from the first log line on, also data loading's
     lock = RunLock(cfg.train.output_dir) if dist_env.rank() == 0 else contextlib.nullcontext()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,13 @@ from tunesmith.config.plugins import DIST
 from tunesmith.dist.checkpoint_io import full_model_state
 from tunesmith.dist.deepspeed import gathered
 from tunesmith.dist.parallelize import parallelize
-from tunesmith.dist.setup import cleanup, init_distributed, is_main_process, main_process_first
+from tunesmith.dist.setup import (
+    cleanup,
+    init_distributed,
+    init_single_process,
+    is_main_process,
+    main_process_first,
+)
 from tunesmith.dist.ulysses import split_sequence
 from tunesmith.model import save_pretrained_output
 from tunesmith.model.saving import safetensors_to_bin
@@ -27,6 +35,8 @@ from tunesmith.train.grad_clip import mark_sharded
 from tunesmith.train.trainer import UpdateFactory
 from tunesmith.train.update import DeepSpeedUpdate
 from tunesmith.utils.errors import ConfigError
+
+logger = logging.getLogger("tunesmith")
 
 
 @dataclasses.dataclass
@@ -103,11 +113,30 @@ def full_state(model: nn.Module, every_rank: bool = False) -> dict[str, torch.Te
     return full_model_state(model, every_rank)
 
 
+def apply_local_rank(cfg: TunesmithConfig) -> None:
+    """HF's `local_rank` (passed as --local_rank by torch.distributed.launch): the environment's LOCAL_RANK wins
+    when set, as in HF (a different value is an error, not a silent pick); otherwise it becomes LOCAL_RANK, which
+    chooses this process's device and per-node main process."""
+    given = cfg.parallel.local_rank
+    if given < 0:
+        return
+    env = os.environ.get("LOCAL_RANK")
+    if env is not None and env.strip() != str(given):
+        raise ConfigError(
+            f"{cfg.where('local_rank')} = {given} but the launcher set LOCAL_RANK={env}; drop local_rank"
+        )
+    os.environ["LOCAL_RANK"] = str(given)
+
+
 def start(cfg: TunesmithConfig) -> DistRun:
-    """Join the process group torchrun describes (`ddp_backend`, `ddp_timeout`); `DistRun()` when single-process."""
+    """Join the process group torchrun describes (`ddp_backend`, `ddp_timeout`); without torchrun, a one-process
+    group when `dist_config` asks for fsdp2 or deepspeed, else `DistRun()` (nothing distributed)."""
     par = cfg.parallel
     if not init_distributed(par.ddp_backend, par.ddp_timeout):
-        return DistRun()
+        if _engine(cfg) not in ("fsdp2", "deepspeed"):
+            return DistRun()
+        init_single_process(par.ddp_backend, par.ddp_timeout)  # the engine runs on one rank
+        logger.info("dist_config %s without torchrun: running the engine on a single process", _engine(cfg))
     check_supported(cfg)
     return DistRun(active=True)
 

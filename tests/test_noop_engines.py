@@ -1,0 +1,72 @@
+"""`dist_config` / HF `fsdp` / `deepspeed` without torchrun run their engine on one process (they used to be
+ignored): the checkpoints have the engine's layout and the losses match a plain run. A missing DeepSpeed JSON is
+an error before anything loads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch.distributed as dist
+
+from tunesmith.config import load_config
+from tunesmith.recipes import run_recipe
+from tunesmith.utils.errors import ConfigError
+
+EXAMPLES = Path(__file__).parents[1] / "examples" / "deepspeed"
+BASE = [
+    "model_name_or_path=builtin:tiny",
+    "dataset=demo",
+    "dataset_dir=builtin:demo",
+    "cutoff_len=64",
+    "per_device_train_batch_size=4",
+    "max_steps=3",
+    "save_steps=3",
+    "logging_steps=1",
+    "learning_rate=1e-3",
+    "disable_tqdm=true",
+    "batching_workers=0",
+]
+
+
+def losses(out: Path) -> list[float]:
+    return [
+        r["loss"]
+        for r in map(json.loads, (out / "trainer_log.jsonl").read_text().splitlines())
+        if "loss" in r
+    ]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("engines")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TUNESMITH_DATA_CACHE", str(root / "cache"))
+        patch.setenv("DS_ACCELERATOR", "cpu")
+        for name, extra in {
+            "plain": [],
+            "fsdp": ["fsdp=full_shard"],
+            "zero3": [f"deepspeed={EXAMPLES / 'ds_z3_offload.json'}"],
+        }.items():
+            run_recipe(load_config(None, [*BASE, *extra, f"output_dir={root / name}"]))
+            assert not dist.is_initialized()  # the one-process group is gone after the run
+    return root
+
+
+def test_single_process_fsdp2_shards_and_matches_a_plain_run(runs):
+    assert (runs / "fsdp" / "checkpoint-3" / "dcp").is_dir()  # a sharded (DCP) checkpoint: FSDP2 really ran
+    assert not (runs / "plain" / "checkpoint-3" / "dcp").exists()
+    assert losses(runs / "fsdp") == pytest.approx(losses(runs / "plain"), abs=1e-4)
+    assert (runs / "fsdp" / "model.safetensors").is_file()
+
+
+def test_single_process_deepspeed_zero3_offload_runs_the_engine(runs):
+    assert (runs / "zero3" / "checkpoint-3" / "deepspeed").is_dir()
+    assert losses(runs / "zero3") == pytest.approx(losses(runs / "plain"), abs=2e-3)
+    assert (runs / "zero3" / "model.safetensors").is_file()
+
+
+def test_missing_deepspeed_json_is_an_error_before_loading(tmp_path):
+    with pytest.raises(ConfigError, match=r"deepspeed: DeepSpeed config file .*nope\.json does not exist"):
+        load_config(None, [*BASE, f"deepspeed={tmp_path / 'nope.json'}", f"output_dir={tmp_path}"])
