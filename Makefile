@@ -30,6 +30,9 @@ demo: $(STAMP)
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
 lint: $(STAMP)
 	$(BIN)/ruff check tunesmith tests benchmarks
 	$(BIN)/ruff format --check tunesmith tests benchmarks

@@ -1,0 +1,163 @@
+"""`python -m benchmarks` (`make bench`): tunesmith vs transformers.Trainer, interleaved and repeated.
+
+Every round measures the fp32 matmul peak, then runs every job once, each in a fresh forked process (its memory
+is its own; the libraries are imported once, before forking). The table gives medians over the rounds with the
+spread (min-max), the speed-up over Trainer's default padding and over Trainer + DataCollatorWithFlattening, and
+the memory planner's estimate against the measured peak. JSON goes to `--output` (default
+benchmarks/results.json), the markdown table to stdout.
+
+Usage: `python -m benchmarks [--rounds 3] [--threads 1] [--models tiny 25M] [--output FILE]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from typing import Any
+
+from benchmarks.forked import in_child
+from benchmarks.memory import MALLOC_ENV
+from benchmarks.suite import HF, MODELS, WORKLOADS, matmul_peak, run_job
+
+JOBS = {
+    "skewed SFT": (
+        "tunesmith group_by_length",
+        "tunesmith padding_free",
+        "HF Trainer, padding",
+        "HF Trainer, flattening",
+    ),
+    "uniform blocks": ("tunesmith normal", "HF Trainer, padding"),
+    "LoRA, skewed SFT": ("tunesmith group_by_length", "HF Trainer, padding", "HF Trainer, flattening"),
+}
+
+
+def warm_imports() -> None:
+    """Import what every job needs once, so forked jobs start in milliseconds."""
+    import datasets  # noqa: F401
+    import peft  # noqa: F401
+    import transformers  # noqa: F401
+
+    import tunesmith.data.batching  # noqa: F401
+    import tunesmith.model  # noqa: F401
+    import tunesmith.train.trainer  # noqa: F401
+
+
+def run_rounds(models: list[str], rounds: int, threads: int) -> tuple[list[dict], list[float]]:
+    jobs = [(m, w, c) for m in models for w, contenders in JOBS.items() for c in contenders]
+    results, peaks = [], []
+    for r in range(rounds):
+        peak = in_child(matmul_peak, threads)
+        peaks.append(peak)
+        order = jobs[r % len(jobs) :] + jobs[: r % len(jobs)]  # rotate: no contender always runs first
+        for model, workload, contender in order:
+            row = in_child(run_job, model, workload, contender, threads)
+            row.update(round=r, matmul_peak=peak, mfu=row["tokens_per_s"] * row["flops_per_token"] / peak)
+            results.append(row)
+            print(f"round {r + 1}: {model} / {workload} / {contender}: {row['tokens_per_s']:,.0f} tokens/s",
+                  file=sys.stderr, flush=True)  # fmt: skip
+    return results, peaks
+
+
+def summarise(results: list[dict]) -> list[dict]:
+    """Medians and spreads per (model, workload, contender), with the speed-ups over the two Trainer baselines."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in results:
+        groups.setdefault((row["model"], row["workload"], row["contender"]), []).append(row)
+    summary = []
+    for (model, workload, contender), rows in groups.items():
+        speed = [r["tokens_per_s"] for r in rows]
+        summary.append({
+            "model": model, "workload": workload, "contender": contender, "runs": len(rows),
+            "tokens_per_s": statistics.median(speed), "spread": [min(speed), max(speed)],
+            "padding": statistics.median(r["padding"] for r in rows),
+            "first_step_s": statistics.median(r["first_step_s"] for r in rows),
+            "peak_mib": statistics.median(r["peak_growth"] for r in rows) / 2**20,
+            "estimate_mib": rows[0]["estimate"] / 2**20,
+            "mfu": statistics.median(r["mfu"] for r in rows),
+        })  # fmt: skip
+    for row in summary:
+        for label, baseline in (
+            ("vs_padding", "HF Trainer, padding"),
+            ("vs_flattening", "HF Trainer, flattening"),
+        ):
+            base = next((s for s in summary if s["contender"] == baseline and s["model"] == row["model"]
+                         and s["workload"] == row["workload"]), None)  # fmt: skip
+            row[label] = row["tokens_per_s"] / base["tokens_per_s"] if base else None
+    return summary
+
+
+def table(summary: list[dict]) -> str:
+    lines = [
+        "| model | workload | contender | valid tokens/s (min-max) | vs HF padding | vs HF flattening | padding "
+        "| first step (s) | peak MiB | planner MiB (ratio) | MFU |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for s in summary:
+        ratio = s["estimate_mib"] / s["peak_mib"] if s["peak_mib"] > 0 else float("nan")
+        lines.append(
+            f"| {s['model']} | {s['workload']} | {s['contender']} | {s['tokens_per_s']:,.0f} "
+            f"({s['spread'][0]:,.0f}-{s['spread'][1]:,.0f}) | {_x(s['vs_padding'])} | {_x(s['vs_flattening'])} "
+            f"| {s['padding']:.1%} | {s['first_step_s']:.1f} | {s['peak_mib']:,.0f} "
+            f"| {s['estimate_mib']:,.0f} ({ratio:.2f}) | {s['mfu']:.1%} |"
+        )
+    return "\n".join(lines)
+
+
+def _x(value: float | None) -> str:
+    return f"{value:.2f}x" if value is not None else "-"
+
+
+def machine(threads: int, peaks: list[float], seconds: float) -> dict[str, Any]:
+    import torch
+    import transformers
+
+    from tunesmith.utils.environment import package_version
+
+    with open("/proc/cpuinfo") as f:
+        cpu = next(
+            (line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
+            platform.processor(),
+        )
+    return {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": cpu, "cores": os.cpu_count(), "threads": threads, "load_average": os.getloadavg(),
+        "python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+        "peft": package_version("peft"), "matmul_peak_gflops": [p / 1e9 for p in peaks], "seconds": seconds,
+    }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "results.json"))
+    args = parser.parse_args()
+    if any(os.environ.get(k) != v for k, v in MALLOC_ENV.items()):  # malloc reads these at start: re-execute
+        env = {**os.environ, **MALLOC_ENV, "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": "1"}
+        os.execve(sys.executable, [sys.executable, "-m", "benchmarks", *sys.argv[1:]], env)
+    assert set(JOBS) == set(WORKLOADS) and all(
+        c in HF or c.startswith("tunesmith") for v in JOBS.values() for c in v
+    )
+    start = time.perf_counter()
+    warm_imports()
+    results, peaks = run_rounds(args.models, args.rounds, args.threads)
+    summary = summarise(results)
+    info = machine(args.threads, peaks, time.perf_counter() - start)
+    with open(args.output, "w") as f:
+        json.dump({"machine": info, "summary": summary, "runs": results}, f, indent=1)
+    print(f"{info['date']}, {info['cpu']}, {info['cores']} cores, {info['threads']} thread(s) per run, load "
+          f"{info['load_average'][0]:.1f}, torch {info['torch']}, transformers {info['transformers']}, "
+          f"peft {info['peft']}, fp32 matmul peak {statistics.median(peaks) / 1e9:.1f} GFLOP/s, "
+          f"{info['seconds']:.0f} s")  # fmt: skip
+    print(table(summary))
+
+
+if __name__ == "__main__":
+    main()
