@@ -53,6 +53,10 @@ def run_generate(config: str | None, overrides: list[str], options: dict[str, An
 
     output = options.get("--output") or "generated.jsonl"
     cfg = inference_config(*split_target(config, overrides))
+    if not options.get("--input") and not cfg.data.dataset:
+        raise TunesmithError(
+            "generate: give --input FILE, or dataset=NAME (a dataset of dataset_dir's registry)"
+        )
     loaded = load_for_inference(cfg)
     if options.get("--input"):
         prompts = file_prompts(PromptBuilder(cfg, loaded.tokenizer), options["--input"])

@@ -95,10 +95,6 @@ def dataset_prompts(loaded: Loaded) -> list[tuple[list[int], str | None]]:
     everything before the first answer token, the label the answer tokens (without the end-of-turn whitespace)."""
     from tunesmith.data import build_datasets
 
-    if not loaded.cfg.data.dataset:
-        raise ConfigError(
-            "generate: give --input FILE, or dataset=NAME (a dataset of dataset_dir's registry)"
-        )
     out = []
     for row in build_datasets(loaded.cfg, loaded.tokenizer).train:
         ids, labels = list(row["input_ids"]), list(row["labels"])

@@ -40,7 +40,9 @@ class Loaded:
 
 def inference_config(target: str | None, overrides: list[str]) -> TunesmithConfig:
     """The config for `target` (see the module docstring) with the command-line `overrides` on top."""
-    if target is None or Path(target).suffix.lower() in CONFIG_SUFFIXES and Path(target).is_file():
+    if target is not None and Path(target).suffix.lower() in CONFIG_SUFFIXES and not Path(target).is_file():
+        raise ConfigError(f"{target}: no such config file")
+    if target is None or Path(target).suffix.lower() in CONFIG_SUFFIXES:
         return load_config(target, overrides)
     cfg = load_config(None, [*_model_settings(target), *overrides])
     _take_run_settings(cfg, Path(target))
