@@ -30,7 +30,9 @@ def test_every_alias_target_is_a_tunesmith_name_and_no_entry_is_shadowed():
 
 def test_a_name_with_two_meanings_needs_the_dialect():
     # ms-swift's and TRL's `loss_type` take different value sets: without a dialect it is not guessed
-    with pytest.raises(ConfigError, match=r"'loss_type'.*different things.*in TRL.*in ms-swift.*dialect: <trl|swift>"):
+    with pytest.raises(
+        ConfigError, match=r"'loss_type'.*different things.*in TRL.*in ms-swift.*dialect: <trl|swift>"
+    ):
         load_config(None, [*BASE, "--stage", "dpo", "--loss_type", "hinge"])
     cfg = load_config(None, [*BASE, "--stage", "dpo", "--loss_type", "hinge", "--dialect", "trl"])
     assert cfg.dialect.name == "trl" and "stated" in cfg.dialect.reason
@@ -151,3 +153,31 @@ def test_args_json_gives_every_peer_name_a_status(capsys):
     assert entries[("use_vllm", "dialect:swift")]["status"] == "refused"
     assert entries[("peft_config", "dialect:lf_v1")]["status"] == "converted"
     assert entries[("activation_checkpointing", "dialect:hf")]["target"] == "gradient_checkpointing"
+
+
+def test_bitsandbytes_options_reach_the_quantisation_config():
+    import torch
+
+    from tunesmith.model.loader import quantization_config
+
+    swift = load_config(
+        None,
+        [
+            *BASE,
+            "--tuner_type",
+            "lora",
+            "--quant_method",
+            "bnb",
+            "--quant_bits",
+            "4",
+            "--bnb_4bit_quant_type",
+            "fp4",
+            "--bnb_4bit_use_double_quant",
+            "false",
+        ],
+    )
+    bnb = quantization_config(swift.model, torch.float32)
+    assert (bnb.load_in_4bit, bnb.bnb_4bit_quant_type, bnb.bnb_4bit_use_double_quant) == (True, "fp4", False)
+    lf = load_config(None, [*BASE, "--finetuning_type", "lora", "--quantization_bit", "4"])
+    default = quantization_config(lf.model, torch.float32)
+    assert (default.bnb_4bit_quant_type, default.bnb_4bit_use_double_quant) == ("nf4", True)

@@ -132,7 +132,8 @@ def _meta_model(config: Any, margs: Any, dtype: torch.dtype, attn: str) -> PreTr
 
 
 def quantization_config(margs: Any, dtype: torch.dtype) -> BitsAndBytesConfig | None:
-    """bitsandbytes settings for `quantization_bit` (qlora implies 4-bit NF4 with double quantisation)."""
+    """bitsandbytes settings for `quantization_bit` (qlora implies 4 bits), `quantization_type` and
+    `double_quantization`."""
     bits = margs.quantization_bit or (4 if margs.finetuning_type == "qlora" else None)
     if bits is None:
         return None
@@ -145,8 +146,8 @@ def quantization_config(margs: Any, dtype: torch.dtype) -> BitsAndBytesConfig | 
         return BitsAndBytesConfig(load_in_8bit=True)
     return BitsAndBytesConfig(
         load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
+        bnb_4bit_quant_type=margs.quantization_type,
+        bnb_4bit_use_double_quant=margs.double_quantization,
         bnb_4bit_compute_dtype=dtype
         if dtype != torch.float16 or torch.cuda.is_available()
         else torch.float32,

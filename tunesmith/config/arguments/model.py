@@ -80,6 +80,15 @@ class ModelArguments:
         "Let the tokenizer split special tokens into pieces instead of keeping them whole.",
         sources="003",
     )
+    eos_token: str | None = arg(
+        None, "Use this existing token as the tokenizer's end-of-sequence token (TRL's eos_token)."
+    )
+    pad_token: str | None = arg(None, "Use this existing token as the tokenizer's padding token.")
+    chat_template_path: str | None = arg(
+        None,
+        "Chat template to use instead of the tokenizer's: a Jinja file, or a tokenizer folder whose template is "
+        "taken.",
+    )
     add_tokens: list[str] | None = arg(
         None, "Ordinary tokens to add to the tokenizer (comma-separated or a list).", sources="003"
     )
@@ -161,6 +170,17 @@ class ModelArguments:
         None,
         "Quantise the frozen base weights to 4 or 8 bits (bitsandbytes); qlora implies 4.",
         choices=(4, 8),
+    )
+    quantization_type: str = arg(
+        "nf4",
+        "4-bit data type of the quantised base weights (bitsandbytes): nf4 or fp4.",
+        aliases=("bnb_4bit_quant_type",),
+        choices=("nf4", "fp4"),
+    )
+    double_quantization: bool = arg(
+        True,
+        "Quantise the 4-bit quantisation constants too (bitsandbytes double quantisation).",
+        aliases=("bnb_4bit_use_double_quant", "use_bnb_nested_quant"),
     )
 
     # --- MindSpeed low-precision recipes --------------------------------------------------------------------------

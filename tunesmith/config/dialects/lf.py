@@ -203,8 +203,6 @@ NAMES: dict[str, Entry] = {
     ),
     "enable_liger_kernel": alias("use_liger_kernel"),
     "quantization_method": convert(_quantization_method, "bnb is the quantisation backend here (QLoRA)"),
-    "quantization_type": fixed("nf4", "4-bit weights are NF4 with double quantisation here"),
-    "double_quantization": fixed(True, "4-bit weights are NF4 with double quantisation here"),
     "quantization_device_map": refuse(
         "places the quantised model with a device map, which training here "
         "does not use; the model goes to the run's device"

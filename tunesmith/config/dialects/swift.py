@@ -225,8 +225,6 @@ MODEL = {
     "quant_bits": alias("quantization_bit"),
     "hqq_axis": refuse(notes.QUANT_BACKEND),
     "bnb_4bit_compute_dtype": refuse("is set from bf16/fp16 here (bf16 runs compute in bf16, else fp32)"),
-    "bnb_4bit_quant_type": fixed("nf4", "4-bit weights are NF4 with double quantisation here"),
-    "bnb_4bit_use_double_quant": fixed(True, "4-bit weights are NF4 with double quantisation here"),
     "bnb_4bit_quant_storage": refuse(
         "sets the storage dtype of 4-bit weights (for FSDP+QLoRA); it is uint8 here"
     ),

@@ -114,8 +114,6 @@ NAMES: dict[str, Entry] = {
     "lora_task_type": fixed("CAUSAL_LM", "adapters are for causal language models"),
     "load_in_8bit": convert(load_in(8), "quantization_bit: 8"),
     "load_in_4bit": convert(load_in(4), "quantization_bit: 4"),
-    "bnb_4bit_quant_type": fixed("nf4", "4-bit weights are NF4 with double quantisation here"),
-    "use_bnb_nested_quant": fixed(True, "4-bit weights are NF4 with double quantisation here"),
     "bnb_4bit_quant_storage": refuse("sets the storage dtype of 4-bit weights; it is uint8 here"),
     "dataset_name": alias("dataset"),
     "dataset_config": refuse(
