@@ -144,7 +144,7 @@ function viewRun(name) {
   });
   $("#stop-run").addEventListener("click", async () => {
     $("#stop-run").disabled = true;
-    await api("/api/stop", { name });
+    try { await api("/api/stop", { name }); } catch (e) { $("#log-note").textContent = `⚠ ${e.message}`; }
   });
   chatBox(name);
   every(POLL_MS, async () => { if (await log.poll()) redraw(); });
@@ -293,19 +293,23 @@ function viewStart() {
     text.value = templates[Number($("#template").value)].text;
     problems = []; paint();
   });
-  $("#check").addEventListener("click", async () => {
-    $("#start-result").textContent = "checking…";
-    const result = await api("/api/check", request());
-    show(result);
+  const submit = async (path, busy, onResult) => {
+    $("#start-result").textContent = busy;
+    try {
+      const result = await api(path, request());
+      show(result);
+      onResult(result);
+    } catch (e) {
+      $("#start-result").textContent = `⚠ the board failed: ${e.message} (see its console)`;
+    }
+  };
+  $("#check").addEventListener("click", () => submit("/api/check", "checking…", (result) => {
     $("#start-result").textContent = result.problems.length ? "fix the marked problems" : "config is valid";
-  });
-  $("#start").addEventListener("click", async () => {
-    $("#start-result").textContent = "checking and starting…";
-    const result = await api("/api/start", request());
-    show(result);
+  }));
+  $("#start").addEventListener("click", () => submit("/api/start", "checking and starting…", (result) => {
     if (result.started) location.hash = runLink(result.started);
     else $("#start-result").textContent = "not started: fix the marked problems";
-  });
+  }));
   $("#run-name-input").value = `run-${new Date().toISOString().slice(0, 19).replace(/[-:]/g, "").replace("T", "-")}`;
   api("/api/templates").then((list) => {
     templates = list;
