@@ -33,6 +33,7 @@ STATS_FILE = "tunesmith_stats.json"
 MANIFEST_FILE = "tunesmith_manifest.json"
 KEY_FIELDS = (
     "cutoff_len",
+    "truncation_strategy",
     "template",
     "train_on_prompt",
     "mask_history",

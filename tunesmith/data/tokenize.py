@@ -14,7 +14,8 @@ from typing import Any
 from transformers import PreTrainedTokenizerBase
 
 from tunesmith.data.render import Piece, Renderer
-from tunesmith.utils.errors import DataError
+from tunesmith.data.truncation import cut_document, truncate
+from tunesmith.utils.errors import ConfigError, DataError
 
 IGNORE_INDEX = -100
 Batch = dict[str, list]
@@ -83,7 +84,12 @@ def make_sft_processor(
     renderer: Renderer, tokenizer: PreTrainedTokenizerBase, data: Any
 ) -> Callable[[Batch], Batch]:
     """A batched map function: `_messages/_system/_tools/_where` -> `input_ids/labels`; rows left with no
-    supervised token are dropped (the caller counts them)."""
+    supervised token are dropped (the caller counts them), as are over-long ones with truncation_strategy delete."""
+    if data.truncation_strategy == "split":
+        raise ConfigError(
+            "truncation_strategy: split cuts pre-training documents (stage: pt); for conversations use delete, "
+            "left or right"
+        )
 
     def process(batch: Batch) -> Batch:
         turns_per_row = [_render(renderer, batch, i) for i in range(len(batch["_messages"]))]
@@ -92,7 +98,14 @@ def make_sft_processor(
         out: Batch = {"input_ids": [], "labels": []}
         for turns in turns_per_row:
             ids_turns = [(next(encoded), next(encoded)) for _ in turns]
-            input_ids, labels = supervise(ids_turns, data.cutoff_len, data.train_on_prompt, data.mask_history)
+            strategy = data.truncation_strategy
+            budget = data.cutoff_len if strategy is None else sum(len(s) + len(t) for s, t in ids_turns)
+            input_ids, labels = supervise(ids_turns, budget, data.train_on_prompt, data.mask_history)
+            if strategy is not None:
+                kept = truncate(input_ids, labels, data.cutoff_len, strategy)
+                if kept is None:
+                    continue
+                input_ids, labels = kept
             if any(label != IGNORE_INDEX for label in labels):
                 out["input_ids"].append(input_ids)
                 out["labels"].append(labels)
@@ -128,7 +141,9 @@ def make_pt_processor(
                 blocks = [[bos_id, *block[1:]] for block in blocks]
         else:
             blocks = [([bos_id] if bos_id is not None else []) + doc for doc in docs]
-            blocks = [block[: data.cutoff_len] for block in blocks]
+            blocks = [
+                b for block in blocks for b in cut_document(block, data.cutoff_len, data.truncation_strategy)
+            ]
         return {"input_ids": blocks, "labels": [list(b) for b in blocks]}
 
     return process

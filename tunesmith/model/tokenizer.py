@@ -38,7 +38,10 @@ def load_tokenizer(cfg: Any) -> PreTrainedTokenizerBase:
         logger.warning(
             "use_fast_tokenizer: false, but %s has only a fast (tokenizers) implementation", source
         )
+    _override_tokens(tokenizer, margs)
     _ensure_pad_token(tokenizer)
+    if margs.chat_template_path:
+        tokenizer.chat_template = read_chat_template(margs.chat_template_path)
     before = len(tokenizer)
     _add_tokens(tokenizer, margs)
     setattr(tokenizer, NEW_TOKEN_IDS_ATTR, list(range(before, len(tokenizer))))
@@ -72,6 +75,32 @@ def read_token_descriptions(path: str) -> dict[str, str]:
                 "description string"
             )
     return data
+
+
+def _override_tokens(tokenizer: PreTrainedTokenizerBase, margs: Any) -> None:
+    """eos_token / pad_token: make an existing vocabulary token the EOS / padding token."""
+    vocab = tokenizer.get_vocab()
+    for field, value in (("eos_token", margs.eos_token), ("pad_token", margs.pad_token)):
+        if value is None:
+            continue
+        if value not in vocab:
+            raise ConfigError(
+                f"{field}: {value!r} is not in the tokenizer's vocabulary; add it with add_special_tokens first"
+            )
+        setattr(tokenizer, field, value)
+
+
+def read_chat_template(path: str) -> str:
+    """The Jinja chat template in file `path`, or of the tokenizer saved in folder `path`."""
+    where = Path(path).expanduser()
+    if where.is_file():
+        return where.read_text(encoding="utf-8")
+    if where.is_dir():
+        template = AutoTokenizer.from_pretrained(where).chat_template
+        if template:
+            return template
+        raise ConfigError(f"chat_template_path: the tokenizer in {where} has no chat template")
+    raise ConfigError(f"chat_template_path: {where} is neither a template file nor a tokenizer folder")
 
 
 def _ensure_pad_token(tokenizer: PreTrainedTokenizerBase) -> None:

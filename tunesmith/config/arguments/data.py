@@ -77,6 +77,14 @@ class DataArguments:
         minimum=1,
         sources="000,003,004",
     )
+    truncation_strategy: str | None = arg(
+        None,
+        "Examples longer than cutoff_len: delete them, left (keep the end), right (keep the start), split "
+        "(pre-training documents into pieces); unset splits the budget between prompt and answer per turn "
+        "(LLaMA-Factory's rule).",
+        choices=("delete", "left", "right", "split"),
+        default_note="ms-swift defaults to delete; LLaMA-Factory has no such option (its per-turn rule).",
+    )
     train_on_prompt: bool = arg(
         False, "Also compute the loss on prompt tokens; excludes mask_history.", sources="003"
     )
@@ -96,6 +104,9 @@ class DataArguments:
     )
     neat_packing: bool = arg(
         False, "Pack without attention across example boundaries; implies packing.", sources="003"
+    )
+    packing_length: int | None = arg(
+        None, "Length of a packed row (ms-swift); unset: cutoff_len.", minimum=1
     )
 
     # --- preprocessing and caching --------------------------------------------------------------------------------

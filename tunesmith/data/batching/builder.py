@@ -75,7 +75,7 @@ def batch_settings(cfg: Any, tokenizer: PreTrainedTokenizerBase) -> BatchSetting
         raise ConfigError("tokenizer: it has neither a pad token nor an eos token to pad micro-batches with")
     return BatchSettings(
         micro_batch_size=cfg.train.per_device_train_batch_size,
-        cutoff_len=cfg.data.cutoff_len,
+        cutoff_len=_row_length(cfg),
         pad_id=int(pad_id),
         left_padding=getattr(tokenizer, "padding_side", "right") == "left",
         mask_4d=cfg.data.create_attention_mask_in_dataloader,
@@ -164,6 +164,18 @@ def _check_fits(lengths: Sequence[int], cutoff_len: int, what: str) -> None:
                 f"training data row {row}: {n} tokens exceed cutoff_len {cutoff_len}, which {what} "
                 "needs as the per-example limit; raise cutoff_len or truncate the data"
             )
+
+
+def _row_length(cfg: Any) -> int:
+    """The longest row: cutoff_len, or packing_length for packed rows (ms-swift)."""
+    data = cfg.data
+    if data.packing_length is None:
+        return data.cutoff_len
+    if not (data.packing or data.neat_packing):
+        raise ConfigError(
+            f"{cfg.where('packing_length')}: only used with packing (or neat_packing); set packing: true"
+        )
+    return data.packing_length
 
 
 def _pack(
