@@ -4,6 +4,7 @@ the dist_config plugins, and clear errors for unsupported choices."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -149,9 +150,12 @@ def test_dist_plugins_parse():
         DIST.parse({"name": "fsdp2", "offload": True}, "dist_config")
     with pytest.raises(ConfigError, match="mixed_precision: 'int8' is not one of bf16, fp16, fp32"):
         DIST.parse({"name": "fsdp2", "mixed_precision": "int8"}, "dist_config")
-    assert DIST.parse(
-        {"name": "deepspeed", "config_file": "z.json"}, "dist_config"
-    ).params == DeepSpeedParams("z.json")
+    ds_json = str(Path(__file__).parents[1] / "examples" / "deepspeed" / "ds_z2.json")
+    assert DIST.parse({"name": "deepspeed", "config_file": ds_json}, "dist_config").params == DeepSpeedParams(
+        ds_json
+    )
+    with pytest.raises(ConfigError, match="DeepSpeed config file z.json does not exist"):
+        DIST.parse({"name": "deepspeed", "config_file": "z.json"}, "dist_config")
     with pytest.raises(ConfigError, match="exactly one of config_file"):
         DIST.parse({"name": "deepspeed"}, "dist_config")
 

@@ -234,3 +234,46 @@ def test_local_rank_sets_the_launcher_variable_or_must_agree_with_it(monkeypatch
     apply_local_rank(cfg_of("local_rank=1"))  # agreeing with the environment is fine
     with pytest.raises(ConfigError, match=r"'local_rank'.* = 0 but the launcher set LOCAL_RANK=1"):
         apply_local_rank(cfg_of("local_rank=0"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        (["use_liger_kernel=true"], "use_liger_kernel: needs a CUDA GPU"),
+        (["dataset=missing.json"], "dataset: 'missing.json' is not in"),
+        (["deepspeed=DS", "per_device_train_batch_size=2"], "train_micro_batch_size_per_gpu is 3"),
+        (
+            ["fsdp=full_shard", "do_predict=true"],
+            "do_predict: prediction after training with a sharded model",
+        ),
+    ],
+)
+def test_plan_refuses_what_train_would_refuse(tmp_path, capsys, overrides, needle):
+    import json
+
+    from tunesmith.cli import main
+
+    ds = tmp_path / "ds.json"
+    ds.write_text(json.dumps({"train_micro_batch_size_per_gpu": 3, "zero_optimization": {"stage": 2}}))
+    args = [a.replace("DS", str(ds)) for a in overrides]
+    base = [
+        "model_name_or_path=builtin:tiny",
+        "dataset=demo",
+        "dataset_dir=builtin:demo",
+        f"output_dir={tmp_path}",
+    ]
+    for command in ("plan", "train"):
+        assert main([command, *base, *args]) == 2
+        assert needle in capsys.readouterr().err
+
+
+def test_a_config_error_under_torchrun_is_printed_by_rank_0_only(monkeypatch, capsys):
+    from tunesmith.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert main(["plan", "model_name_or_path=builtin:tiny", "no_such_key=1"]) == 2
+    assert capsys.readouterr().err == ""
+    monkeypatch.setenv("RANK", "0")
+    assert main(["plan", "model_name_or_path=builtin:tiny", "no_such_key=1"]) == 2
+    assert "unknown key 'no_such_key'" in capsys.readouterr().err

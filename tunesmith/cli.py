@@ -114,6 +114,9 @@ def cmd_train(
     # validated once, before any process is started or anything loads
     cfg = _load(config, overrides, hint=hint)
     from tunesmith.launcher import relaunch
+    from tunesmith.recipes.preflight import preflight
+
+    preflight(cfg)  # what training would refuse, refused here: once, before processes start or weights load
 
     # the started processes read the config in the dialect this one resolved (the command's hint included)
     code = relaunch(["train", *([config] if config else []), f"dialect={cfg.train.dialect}", *overrides])
@@ -136,6 +139,9 @@ def cmd_plan(config: str | None, overrides: list[str], options: dict[str, Any]) 
     from tunesmith.planning import describe_plan
 
     cfg = _load(config, overrides, user_code=False)
+    from tunesmith.recipes.preflight import preflight
+
+    preflight(cfg)  # plan refuses what train would refuse
     report = describe_plan(cfg, count_data=not options.get("--no-data"), memory=options.get("--memory"))
     if options.get("--json"):
         print(json.dumps(report, indent=2, default=str))
@@ -316,7 +322,10 @@ def main(argv: list[str] | None = None) -> int:
         config, overrides, options = split_args(argv[1:], command.flags)
         return command.run(config, overrides, options)
     except TunesmithError as exc:
-        print(f"tunesmith: error: {redact_message(str(exc), secret_values())}", file=sys.stderr)
+        from tunesmith.utils import dist_env
+
+        if dist_env.rank() == 0:  # under torchrun every rank reads the config: the error is printed once
+            print(f"tunesmith: error: {redact_message(str(exc), secret_values())}", file=sys.stderr)
         return 2
 
 

@@ -112,7 +112,33 @@ def build_deepspeed(
     (`warmup_steps`, `total_steps`); `optimizer` is the one the config asks for (a JSON `optimizer` block wins). The
     caller owns gradient accumulation and the learning-rate schedule: each backward accumulates, each engine step is
     one optimizer step."""
-    from tunesmith.dist.deepspeed import build_engine, fill_auto, load_ds_config
+    from tunesmith.dist.deepspeed import build_engine
+
+    train = cfg.train
+    hidden = getattr(getattr(model, "config", None), "hidden_size", None)
+    ds = resolved_ds_config(cfg, params, data_parallel_size, hidden, warmup_steps, total_steps)
+    return build_engine(
+        model,
+        ds,
+        learning_rate=train.learning_rate,
+        weight_decay=train.weight_decay,
+        adam_betas=(train.adam_beta1, train.adam_beta2),
+        adam_epsilon=train.adam_epsilon,
+        optimizer=optimizer,
+    )
+
+
+def resolved_ds_config(
+    cfg: Any,
+    params: DeepSpeedParams,
+    data_parallel_size: int,
+    hidden_size: int | None = None,
+    warmup_steps: int = 0,
+    total_steps: int | None = None,
+) -> dict[str, Any]:
+    """The user's DeepSpeed JSON with "auto" filled from `cfg`, after every check tunesmith makes of it (also run
+    by `tunesmith plan`, before any weight loads)."""
+    from tunesmith.dist.deepspeed import fill_auto, load_ds_config
 
     par, train = cfg.parallel, cfg.train
     if par.tp_size > 1 or par.cp_size > 1 or par.ep_size > 1:
@@ -120,8 +146,20 @@ def build_deepspeed(
             "dist_config: deepspeed does not combine with tp_size/cp_size/ep_size > 1; use fsdp2"
         )
     source = str(params.config_file or cfg.where("dist_config"))
+    raw = load_ds_config(params.config_file or params.config, key=cfg.where("dist_config"))
+    if raw.get("managed_gradient_accumulation", False):
+        raise ConfigError(
+            f"{source}: managed_gradient_accumulation must be false (tunesmith's loop accumulates gradients); "
+            "remove it"
+        )
+    if "scheduler" in raw:
+        raise ConfigError(
+            f"{source}: scheduler: tunesmith runs the learning-rate schedule itself (lr_scheduler_type, warmup_steps "
+            "or warmup_ratio); remove the DeepSpeed scheduler block (WarmupLR = constant_with_warmup, "
+            "WarmupDecayLR = linear, WarmupCosineLR = cosine)"
+        )
     ds = fill_auto(
-        load_ds_config(params.config_file or params.config, key=cfg.where("dist_config")),
+        raw,
         micro_batch_size=train.per_device_train_batch_size,
         gradient_accumulation_steps=train.gradient_accumulation_steps,
         data_parallel_size=data_parallel_size,
@@ -132,29 +170,11 @@ def build_deepspeed(
         weight_decay=train.weight_decay,
         adam_betas=(train.adam_beta1, train.adam_beta2),
         adam_epsilon=train.adam_epsilon,
-        hidden_size=getattr(getattr(model, "config", None), "hidden_size", None),
+        hidden_size=hidden_size,
         warmup_steps=warmup_steps,
         total_steps=total_steps,
         source=source,
     )
-    if ds.setdefault("managed_gradient_accumulation", False):
-        raise ConfigError(
-            f"{source}: managed_gradient_accumulation must be false (tunesmith's loop accumulates gradients); "
-            "remove it"
-        )
-    if "scheduler" in ds:
-        raise ConfigError(
-            f"{source}: scheduler: tunesmith runs the learning-rate schedule itself (lr_scheduler_type, warmup_steps "
-            "or warmup_ratio); remove the DeepSpeed scheduler block (WarmupLR = constant_with_warmup, "
-            "WarmupDecayLR = linear, WarmupCosineLR = cosine)"
-        )
+    ds["managed_gradient_accumulation"] = False
     ds.setdefault("zero_allow_untested_optimizer", True)  # any torch optimizer the config names, as in HF
-    return build_engine(
-        model,
-        ds,
-        learning_rate=train.learning_rate,
-        weight_decay=train.weight_decay,
-        adam_betas=(train.adam_beta1, train.adam_beta2),
-        adam_epsilon=train.adam_epsilon,
-        optimizer=optimizer,
-    )
+    return ds
