@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -12,6 +13,7 @@ from tunesmith.config import load_config
 from tunesmith.data import cache
 from tunesmith.data.pipeline import build_datasets
 from tunesmith.model.tokenizer import load_tokenizer
+from tunesmith.utils.errors import DataError
 
 
 @pytest.fixture(autouse=True)
@@ -68,3 +70,40 @@ def test_damaged_cache_entry_is_rebuilt(tmp_path, tokenizer, damage, caplog):
     assert (
         build_datasets(_cfg(tmp_path, data), tokenizer).train["input_ids"][:] == first
     )  # the rebuilt entry loads
+
+
+def _fails(tmp_path, tokenizer, dataset, *extra) -> str:
+    with pytest.raises(DataError) as raised:
+        build_datasets(_cfg(tmp_path, dataset, *extra), tokenizer)
+    return str(raised.value)
+
+
+def test_alpaca_input_errors_are_reported_under_input(tmp_path, tokenizer):
+    for bad in (0, [1, 2]):
+        data = write_jsonl(tmp_path / "a.jsonl", [{"instruction": "q", "input": bad, "output": "a"}])
+        assert f"{data} line 1, field 'input': expected a string" in _fails(tmp_path, tokenizer, data)
+
+
+def test_row_errors_name_the_physical_line_and_the_file(tmp_path, tokenizer):
+    good = json.dumps({"instruction": "q", "output": "a"})
+    bad = json.dumps({"instruction": "q", "input": 0, "output": "a"})
+    path = tmp_path / "blank.jsonl"
+    path.write_text(f"{good}\n\n{good}\n\n\n{bad}\n{good}\n")  # the bad record is the 3rd, on line 6
+    assert f"{path} line 6, field 'input'" in _fails(tmp_path, tokenizer, path)
+    assert f"{path} line 6, field 'input'" in _fails(tmp_path, tokenizer, f"{path}#4")  # after a random draw
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    other = json.dumps({"instruction": "q", "input": "x", "output": "a"})
+    (folder / "a.jsonl").write_text(f"{other}\n{other}\n")
+    missing = json.dumps({"instruction": "q", "input": "x", "output": None})
+    (folder / "b.jsonl").write_text(f"{other}\n\n{missing}\n")
+    assert f"{folder / 'b.jsonl'} line 3, field 'output'" in _fails(tmp_path, tokenizer, folder)
+
+
+def test_unreadable_files_name_the_line(tmp_path, tokenizer):
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes(b'{"instruction": "a", "output": "b"}\n{"instruction": "caf\xe9", "output": "b"}\n')
+    assert f"{latin} line 2 (byte 56): not UTF-8 text (byte 0xe9)" in _fails(tmp_path, tokenizer, latin)
+    csv = tmp_path / "bad.csv"
+    csv.write_text("instruction,output\na,b\nc,d,e\n")
+    assert "Expected 2 fields in line 3, saw 3" in _fails(tmp_path, tokenizer, csv)

@@ -7,17 +7,21 @@ assistant or function turn; `role` is one of user, assistant, observation, funct
 
 from __future__ import annotations
 
+import functools
 import json
+from array import array
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tunesmith.data.loaders import BUILDERS
 from tunesmith.data.registry import DatasetSpec
 from tunesmith.utils.errors import ConfigError, DataError
 
 USER, ASSISTANT, OBSERVATION, FUNCTION = "user", "assistant", "observation", "function"
 PROMPT_ROLES, ANSWER_ROLES = (USER, OBSERVATION), (ASSISTANT, FUNCTION)
 CONVERSATION_COLUMNS = ("_messages", "_system", "_tools", "_where")
+ROW_COLUMN = "_row"  # a row's position in its file(s), kept through sampling for error messages
 
 DEFAULT_COLUMNS = {
     "alpaca": {"prompt": "instruction", "query": "input", "response": "output"},
@@ -110,7 +114,7 @@ def make_converter(spec: DatasetSpec, stage: str) -> Callable[[dict[str, list], 
 
     def convert(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
         out: dict[str, list] = {name: [] for name in CONVERSATION_COLUMNS}
-        for pos, index in enumerate(indices):
+        for pos, index in enumerate(batch.get(ROW_COLUMN, indices)):
             where = _Where(spec, index)
             messages, system, tools = convert_row({k: v[pos] for k, v in batch.items()}, columns, tags, where)
             for name, value in zip(CONVERSATION_COLUMNS, (messages, system, tools, where.label), strict=True):
@@ -121,18 +125,48 @@ def make_converter(spec: DatasetSpec, stage: str) -> Callable[[dict[str, list], 
 
 
 class _Where:
-    """Names a row of a dataset in error messages: file and line (JSON Lines) or record number."""
+    """Names a row of a dataset in error messages: the file and its physical line for JSON Lines (blank lines
+    counted, the file of a folder found), else the record number."""
 
     def __init__(self, spec: DatasetSpec, index: int) -> None:
         self.spec, self.index = spec, index
 
     @property
     def label(self) -> str:
-        unit = "line" if Path(self.spec.path).suffix.lower() == ".jsonl" else "row"
-        return f"{self.spec.path} {unit} {self.index + 1}"
+        found = physical_line(self.spec, self.index)
+        return found if found is not None else f"{self.spec.path} row {self.index + 1}"
 
     def __call__(self, field: str, problem: str) -> DataError:
         return DataError(f"{self.label}, field {field!r}: {problem}")
+
+
+def physical_line(spec: DatasetSpec, index: int) -> str | None:
+    """`file line N` of record `index` of a local JSON Lines spec (one file or a folder of them), else None."""
+    if spec.source != "file" or not Path(spec.path).exists():
+        return None
+    stat = Path(spec.path).stat()
+    tables = _jsonl_lines(spec.path, (stat.st_size, stat.st_mtime_ns))
+    for path, lines in tables:
+        if index < len(lines):
+            return f"{path} line {lines[index]}"
+        index -= len(lines)
+    return None
+
+
+@functools.lru_cache(maxsize=8)
+def _jsonl_lines(spec_path: str, version: tuple[int, int]) -> tuple[tuple[str, array], ...]:
+    """Per JSON Lines file of a spec: the physical line number of each record (blank lines hold none); `version`
+    (size and time of the path) makes an edited file a new cache entry."""
+    root = Path(spec_path)
+    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+    if not files or any(p.suffix.lower() != ".jsonl" for p in files if p.suffix.lower() in BUILDERS):
+        return ()
+    tables = []
+    for path in (p for p in files if p.suffix.lower() == ".jsonl"):
+        with path.open("rb") as f:
+            lines = array("L", (n for n, line in enumerate(f, start=1) if line.strip()))
+        tables.append((str(path), lines))
+    return tuple(tables)
 
 
 def _string(value: Any, field: str, where: _Where, *, required: bool = True) -> str:
@@ -175,9 +209,14 @@ def _alpaca(row: dict, columns: dict[str, str], tags: dict, where: _Where) -> tu
             raise where(history_col, "history must be a list of [prompt, response] pairs")
         messages.append({"role": USER, "content": _string(turn[0], history_col, where)})
         messages.append({"role": ASSISTANT, "content": _string(turn[1], history_col, where)})
-    parts = [row.get(columns[key]) for key in ("prompt", "query") if columns.get(key)]
-    query = "\n".join(_string(p, columns["prompt"], where) for p in parts if p)
-    messages.append({"role": USER, "content": query})
+    parts = []
+    for column in (columns.get(key) for key in ("prompt", "query")):
+        value = row.get(column) if column else None
+        if (
+            value is not None and value != ""
+        ):  # an empty instruction or input is left out; 0 or a list is not text
+            parts.append(_string(value, column, where))
+    messages.append({"role": USER, "content": "\n".join(parts)})
     messages.append(
         {"role": ASSISTANT, "content": _string(row.get(columns["response"]), columns["response"], where)}
     )

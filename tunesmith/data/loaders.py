@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 from pathlib import Path
@@ -19,6 +20,7 @@ BUILDERS = {
     ".arrow": "arrow",
     ".txt": "text",
 }
+TEXT_BUILDERS = ("json", "csv", "text")
 
 
 def data_files(spec: DatasetSpec) -> list[Path]:
@@ -79,15 +81,52 @@ def first_row(raw: datasets.Dataset | datasets.IterableDataset, spec: DatasetSpe
 
 
 def _explain(files: list[Path], builder: str, err: Exception) -> DataError:
+    if builder in TEXT_BUILDERS:
+        for path in files:
+            problem = encoding_problem(path)
+            if problem:
+                return DataError(problem)
     if builder == "json":
         for path in files:
             problem = find_json_problem(path)
             if problem:
                 return DataError(problem)
     names = ", ".join(str(f) for f in files)
-    return DataError(
-        f"{names}: cannot be read as {builder}: {str(err).splitlines()[0] if str(err) else err!r}"
-    )
+    return DataError(f"{names}: cannot be read as {builder}: {_root_cause(err)}")
+
+
+def _root_cause(err: BaseException) -> str:
+    """The innermost message of an error chain: `datasets` wraps the parser's own message (e.g. pandas' "Expected
+    2 fields in line 3, saw 3") in a generic "An error occurred while generating the dataset"."""
+    while err.__cause__ is not None or (err.__context__ is not None and not err.__suppress_context__):
+        err = err.__cause__ or err.__context__
+    text = " ".join(str(err).split())  # one line
+    return (text[:300] + " ...") if len(text) > 300 else text or repr(err)
+
+
+def not_utf8(spec: DatasetSpec, err: UnicodeDecodeError) -> DataError:
+    """The DataError for a spec whose text turned out not to be UTF-8 while being read: file, line, byte."""
+    files = data_files(spec) if spec.source == "file" else []
+    problem = next((p for p in map(encoding_problem, files) if p), None)
+    return DataError(problem or f"{spec.path}: not UTF-8 text ({err.reason}) [{spec.origin}]")
+
+
+def encoding_problem(path: Path, chunk: int = 1 << 20) -> str | None:
+    """Where a text data file stops being UTF-8 (file, line, byte offset), or None when it all decodes."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, lines = 0, 1
+    with path.open("rb") as f:
+        while block := f.read(chunk):
+            try:
+                decoder.decode(block, final=len(block) < chunk)
+            except UnicodeDecodeError as exc:
+                start = max(exc.start, 0)
+                bad = offset + start
+                line = lines + block[:start].count(b"\n")
+                return f"{path} line {line} (byte {bad}): not UTF-8 text (byte 0x{block[start]:02x}); save it as UTF-8"
+            lines += block.count(b"\n")
+            offset += len(block)
+    return None
 
 
 def find_json_problem(path: Path) -> str | None:

@@ -16,8 +16,8 @@ import pyarrow.compute as pc
 from transformers import PreTrainedTokenizerBase
 
 from tunesmith.data import cache
-from tunesmith.data.formats import check_columns, detect_format, make_converter
-from tunesmith.data.loaders import first_row, load_raw
+from tunesmith.data.formats import ROW_COLUMN, check_columns, detect_format, make_converter
+from tunesmith.data.loaders import first_row, load_raw, not_utf8
 from tunesmith.data.megatron_indexed import megatron_prefixes, pretraining_blocks
 from tunesmith.data.mixing import AnyDataset, merge, sample, split_dataset
 from tunesmith.data.pairwise import make_kto_processor, make_pair_processor
@@ -179,15 +179,21 @@ class _Job:
         if spec.auto_format:
             (detect_preference_format if preference else detect_format)(spec, columns, first, self.stage)
         (check_preference_columns if preference else check_columns)(spec, columns, self.stage)
+        if spec.num_samples is not None and not data.streaming:  # a random draw: keep each row's own position
+            raw = raw.add_column(ROW_COLUMN, list(range(len(raw))))
+            columns = [*columns, ROW_COLUMN]
         raw = sample(raw, spec.num_samples, getattr(data, "max_samples", None), self.seed)
-        return raw.map(
-            (make_preference_converter if preference else make_converter)(spec, self.stage),
-            batched=True,
-            with_indices=True,
-            batch_size=data.preprocessing_batch_size,
-            remove_columns=columns,
-            **self._map_kwargs("Converting " + spec.name, raw),
-        )
+        try:
+            return raw.map(
+                (make_preference_converter if preference else make_converter)(spec, self.stage),
+                batched=True,
+                with_indices=True,
+                batch_size=data.preprocessing_batch_size,
+                remove_columns=columns,
+                **self._map_kwargs("Converting " + spec.name, raw),
+            )
+        except UnicodeDecodeError as err:  # the reader kept bytes that are not UTF-8: say where they are
+            raise not_utf8(spec, err) from None
 
     def _tokenize(self, name: str, ds: AnyDataset) -> AnyDataset:
         before = None if isinstance(ds, datasets.IterableDataset) else len(ds)
