@@ -277,3 +277,15 @@ def test_a_config_error_under_torchrun_is_printed_by_rank_0_only(monkeypatch, ca
     monkeypatch.setenv("RANK", "0")
     assert main(["plan", "model_name_or_path=builtin:tiny", "no_such_key=1"]) == 2
     assert "unknown key 'no_such_key'" in capsys.readouterr().err
+
+
+def test_args_shows_the_effective_defaults():
+    from tunesmith.config.catalog import argument_catalog
+
+    notes = {(e["section"], e["name"]): e["default_note"] for e in argument_catalog()}
+    for key in (
+        ("parallel", "param_dtype"),
+        ("train", "calculate_per_token_loss"),
+        ("dist_config:fsdp2", "mixed_precision"),
+    ):
+        assert notes[key].startswith("effective default:"), key

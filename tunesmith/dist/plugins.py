@@ -8,6 +8,7 @@ from typing import Any
 import torch.distributed as dist
 from torch import nn
 
+from tunesmith.config.fields import arg
 from tunesmith.config.plugins import DIST
 from tunesmith.utils.errors import ConfigError
 
@@ -18,7 +19,11 @@ PRECISIONS = ("bf16", "fp16", "fp32")
 class Fsdp2Params:
     """FSDP2 options (the mesh and module patterns come from ParallelArguments)."""
 
-    mixed_precision: str | None = None  # bf16 | fp16 | fp32; None follows bf16/fp16 of the training arguments
+    mixed_precision: str | None = arg(
+        None,
+        "Compute dtype of the sharded parameters: bf16, fp16 or fp32.",
+        default_note="effective default: param_dtype when set, else the training precision (bf16/fp16), else fp32.",
+    )
     reshard_after_forward: bool = True
     offload_params: bool = False
     pin_memory: bool = True

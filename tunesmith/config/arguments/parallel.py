@@ -67,6 +67,8 @@ class ParallelArguments:
         choices=MESH_DTYPES,
         value_aliases=MESH_DTYPE_ALIASES,
         sources="003",
+        default_note="effective default: unset follows dist_config fsdp2 mixed_precision, else the training "
+        "precision (bf16/fp16), else fp32; bf16 applies only when written.",
     )
     reduce_dtype: str = arg(
         "fp32",

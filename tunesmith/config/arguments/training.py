@@ -273,7 +273,11 @@ class TrainingLoopArguments:
         sources="001",
     )
     calculate_per_token_loss: bool = arg(
-        False, "MindSpeed: scale the loss by the non-padding tokens of the global batch.", sources="003"
+        False,
+        "MindSpeed: scale the loss by the non-padding tokens of the global batch.",
+        sources="003",
+        default_note="effective default: per-token loss (tunesmith's normalisation); only an explicit false "
+        "switches to MindSpeed's per-micro-batch mean.",
     )
     chunk_loss_size: int | None = arg(
         None, "Compute the loss over sequence chunks of this length to save memory.", minimum=1, sources="003"
@@ -303,16 +307,19 @@ class TrainingLoopArguments:
         False, "Do not shuffle the training data.", aliases=("no_shuffle",), sources="003"
     )
     dataloader_num_workers: int = arg(
-        0, "Data-loader worker processes; 0 loads in the main process.", minimum=0, sources="001,003,004"
+        0,
+        "Threads building batches (sets batching_workers); 0 builds them in the training thread.",
+        minimum=0,
+        sources="001,003,004",
     )
     dataloader_prefetch_factor: int | None = arg(
-        None, "Batches each data-loader worker loads ahead.", minimum=1, sources="001,003"
+        None, "Batches each batch-building thread prepares ahead (unset: 2).", minimum=1, sources="001,003"
     )
     dataloader_pin_memory: bool = arg(
-        True, "Pin batch memory for faster host-to-GPU copies.", sources="001,003"
+        True, "Pin batch memory for faster host-to-GPU copies (on CUDA machines).", sources="001,003"
     )
     dataloader_persistent_workers: bool = arg(
-        False, "Keep data-loader workers alive between epochs.", sources="001,003"
+        False, "Keep the batch-building threads alive between epochs.", sources="001,003"
     )
     dataloader_drop_last: bool = arg(False, "Drop the last incomplete batch.", sources="001,003")
     remove_unused_columns: bool = arg(
