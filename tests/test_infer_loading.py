@@ -59,3 +59,8 @@ def test_prompts_match_the_chat_template_with_system_and_history():
         builder.chat(chat[:2])
     with pytest.raises(DataError, match="needs a role"):
         builder.chat([{"role": "robot", "content": "hi"}])
+
+
+def test_a_quantised_base_loads_for_inference(tiny_model_dir):
+    loaded = load_for_inference(inference_config(str(tiny_model_dir), ["quantization_bit=4"]))
+    assert loaded.model.is_quantized

@@ -100,6 +100,10 @@ def load_for_inference(
     `merge_all`, default `merge_lora`), in eval mode with the cache on, on `device` (default: the GPU if any)."""
     if cfg.generation.infer_dtype:
         cfg.model.torch_dtype = cfg.generation.infer_dtype
+    if cfg.model.quantization_bit and cfg.model.finetuning_type in ("full", "freeze"):
+        cfg.model.finetuning_type = (
+            "lora"  # nothing trains here: the loader's full/freeze refusal does not apply
+        )
     tokenizer = load_tokenizer(cfg)
     model = load_model(cfg, tokenizer)
     merge = cfg.generation.merge_lora if merge_all is None else merge_all
