@@ -120,17 +120,34 @@ def edited_starter(page, **settings: str) -> str:
     return "\n".join([*lines, *(f"{k}: {v}" for k, v in settings.items())]) + "\n"
 
 
-def start_from_page(page, url: str, name: str, **settings: str) -> None:
+def start_from_page(page, board, name: str, **settings: str) -> None:
+    url, runs = board
     page.goto(url + "#/start")
     page.wait_for_function("document.querySelector('#config-text').value.includes('builtin:tiny')")
     page.fill("#config-text", edited_starter(page, **RUN_SETTINGS, **settings))
     page.fill("#run-name-input", name)
     page.click("#start")
-    page.wait_for_function(f"location.hash === '#/run/{name}'")
+    page.wait_for_function(
+        f"location.hash === '#/run/{name}' || /⚠|not started/.test(document.querySelector('#start-result').textContent)"
+    )
+    if not page.url.endswith(f"#/run/{name}"):  # say why: the page's message and the board's console
+        board_log = (runs.parent / "board.log").read_text(errors="replace")[-3000:]
+        pytest.fail(f"{page.inner_text('#start-result')}\n{page.inner_text('#view')}\n{board_log}")
 
 
 def points(page, chart: str = "loss") -> int:
     return int(page.get_attribute(f"canvas[data-chart='{chart}']", "data-points") or 0)
+
+
+def wait_run(page, board, name: str, condition: str) -> None:
+    """Wait on the run page until the JS `condition` holds (`points` is the loss chart's count), or fail with the
+    run's console when it failed."""
+    count = "Number(document.querySelector(\"canvas[data-chart='loss']\").dataset.points)"
+    failed = "document.querySelector('#run-status.failed')"
+    page.wait_for_function(f"(points => ({condition}))({count}) || {failed} !== null")
+    if page.query_selector("#run-status.failed"):
+        console = board[1] / ".board" / name / "console.log"
+        pytest.fail(f"run {name} failed:\n{console.read_text(errors='replace')[-3000:]}")
 
 
 def wait_status(page, status: str, row: str | None = None) -> None:
@@ -140,19 +157,15 @@ def wait_status(page, status: str, row: str | None = None) -> None:
 
 def test_start_a_run_and_watch_it_live(board, page, artifacts):
     url, runs = board
-    start_from_page(page, url, "demo", max_steps="30", save_steps="15")
-    start_from_page(page, url, "long", max_steps="5000", save_steps="5000")  # listed and stopped below
+    start_from_page(page, board, "demo", max_steps="30", save_steps="15")
+    start_from_page(page, board, "long", max_steps="5000", save_steps="5000")  # listed and stopped below
     page.goto(url + "#/run/demo")
-    page.wait_for_function(
-        "Number(document.querySelector(\"canvas[data-chart='loss']\").dataset.points) >= 2"
-    )
+    wait_run(page, board, "demo", "points >= 2")
     seen = points(page)
-    page.wait_for_function(
-        f"Number(document.querySelector(\"canvas[data-chart='loss']\").dataset.points) > {seen}"
-    )
+    wait_run(page, board, "demo", f"points > {seen}")  # the chart gains points as the run logs
     page.screenshot(path=artifacts / "run_live.png", full_page=True)
     assert (runs / "demo" / "trainer_log.jsonl").is_file()
-    wait_status(page, "finished")
+    wait_run(page, board, "demo", "document.querySelector('#run-status.finished') !== null")
     assert points(page) == 30
     page.wait_for_selector("tr[data-checkpoint='checkpoint-30']")
     page.wait_for_selector("#config-table tr[data-key='max_steps']")
@@ -177,9 +190,7 @@ def test_chat_with_the_finished_run(board, page, artifacts):
 def test_run_list_shows_finished_and_running(board, page, artifacts):
     url, runs = board
     page.goto(url + "#/run/long")
-    page.wait_for_function(
-        "Number(document.querySelector(\"canvas[data-chart='loss']\").dataset.points) >= 1"
-    )
+    wait_run(page, board, "long", "points >= 1")
     page.goto(url + "#/")
     wait_status(page, "finished", row="demo")
     wait_status(page, "running", row="long")
