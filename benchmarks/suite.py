@@ -88,15 +88,21 @@ def model_flops_per_token(shape: Any, seq_len: float, lora: bool) -> float:
 
 
 def run_job(
-    model: str, workload: str, contender: str, threads: int, device: str = "cpu", bf16: bool = False
+    model: str,
+    workload: str,
+    contender: str,
+    threads: int,
+    device: str = "cpu",
+    bf16: bool = False,
+    scale: float = 1.0,
 ) -> dict[str, Any]:
-    """Train `contender` on `workload` with `model` in this process (on `device`, bf16 autocast when asked); the
-    measurements, and the loss of every step."""
+    """Train `contender` on `workload` with `model` in this process (on `device`, bf16 autocast when asked; `scale`
+    times the workload's examples, at least three micro-batches); the measurements, and the loss of every step."""
     import torch
 
     torch.set_num_threads(threads)
     examples, micro, extra, build, cutoff = WORKLOADS[workload]
-    data = build(examples, 0, cutoff)
+    data = build(max(int(examples * scale), 3 * micro), 0, cutoff)
     start = time.perf_counter()
     runner = _run_hf if contender in HF else _run_ours
     job = {"device": device, "bf16": bf16, "micro": micro, "cutoff": cutoff, "extra": extra}
@@ -259,6 +265,7 @@ def _run_hf(config: dict, data: list, job: dict, contender: str) -> dict:
         AutoTokenizer,
         DataCollatorForSeq2Seq,
         DataCollatorWithFlattening,
+        PrinterCallback,
         TrainerCallback,
         TrainingArguments,
     )
@@ -311,6 +318,7 @@ def _run_hf(config: dict, data: list, job: dict, contender: str) -> dict:
         data_collator=collate,
         callbacks=[Clock()],
     )
+    trainer.remove_callback(PrinterCallback)  # no per-step log lines on stdout (tunesmith prints none either)
     trainer.train()
     seen["losses"] = [row["loss"] for row in trainer.state.log_history if "loss" in row]
     return seen
