@@ -81,3 +81,24 @@ def test_a_half_written_log_line_is_skipped_by_readers_and_dropped_on_resume(tmp
     truncate_log(log, 1)
     assert log.read_text() == '{"step": 1, "loss": 2.0}\n'
     assert "dropped 1 half-written line" in caplog.text
+
+
+def test_final_export_is_all_or_nothing(tmp_path, monkeypatch):
+    from tunesmith.model.saving import save_pretrained_output
+
+    model = tiny_model()
+    out = tmp_path / "out"
+    real = type(model).save_pretrained
+
+    def dies_half_way(self, path, **kwargs):
+        (path / "model.safetensors").write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(type(model), "save_pretrained", dies_half_way)
+    with pytest.raises(OSError, match="No space left"):
+        save_pretrained_output(model, None, out)
+    assert list(out.iterdir()) == []  # neither half weights nor the temporary folder
+    monkeypatch.setattr(type(model), "save_pretrained", real)
+    save_pretrained_output(model, None, out)
+    assert {p.name for p in out.iterdir()} >= {"config.json", "model.safetensors"}
+    assert not list(out.glob(".export-*"))

@@ -3,8 +3,13 @@ optionally the LoRA adapter merged into the base weights."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +25,7 @@ if TYPE_CHECKING:  # peft is imported only when an adapter is used
 logger = logging.getLogger("tunesmith")
 
 BASE_DIR = "base_model"
+_WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
 
 def save_pretrained_output(
@@ -30,21 +36,41 @@ def save_pretrained_output(
 ) -> Path:
     """Write the model (or only its adapter, for LoRA) and the tokenizer to `output_dir`; `transformers`
     (`AutoModelForCausalLM`) or `peft` (`AutoPeftModelForCausalLM`) load the result. An adapter on a randomly
-    initialised base (built-in model, train_from_scratch) also gets that base in `output_dir/base_model`."""
-    path = Path(output_dir)
-    path.mkdir(parents=True, exist_ok=True)
-    if is_adapter_model(model) and not model.get_base_model().name_or_path:
-        _save_random_base(model, path / BASE_DIR, safe_serialization)
-    model.save_pretrained(path, safe_serialization=safe_serialization)
-    if not safe_serialization and not is_adapter_model(model):
-        safetensors_to_bin(path)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(path)
-    logger.info("saved %s to %s", "adapter" if is_adapter_model(model) else "model", path)
-    return path
+    initialised base (built-in model, train_from_scratch) also gets that base in `output_dir/base_model`. Written
+    through `atomic_export`: a kill during the write leaves no half-written weights."""
+    final = Path(output_dir)
+    with atomic_export(final) as path:
+        if is_adapter_model(model) and not model.get_base_model().name_or_path:
+            _save_random_base(model, path / BASE_DIR, safe_serialization, final / BASE_DIR)
+        model.save_pretrained(path, safe_serialization=safe_serialization)
+        if not safe_serialization and not is_adapter_model(model):
+            safetensors_to_bin(path)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(path)
+    logger.info("saved %s to %s", "adapter" if is_adapter_model(model) else "model", final)
+    return final
 
 
-def _save_random_base(model: PeftModel, path: Path, safe_serialization: bool) -> None:
+@contextlib.contextmanager
+def atomic_export(output_dir: str | Path) -> Iterator[Path]:
+    """A temporary folder inside `output_dir` to write an export into; when the body succeeds its entries are
+    renamed into `output_dir` (each rename atomic, the weights last, so a kill in between leaves no weights of a
+    half export), else it is removed."""
+    final = Path(output_dir)
+    final.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=final))
+    try:
+        yield tmp
+        for entry in sorted(tmp.iterdir(), key=lambda p: (p.suffix in _WEIGHT_SUFFIXES, p.name)):
+            target = final / entry.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            os.replace(entry, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _save_random_base(model: PeftModel, path: Path, safe_serialization: bool, final: Path) -> None:
     """Save the frozen base weights, which exist in no checkpoint, and point the adapter config at them. A 4-bit
     or 8-bit base is saved dequantised; loading it with the run's quantisation settings gives back the same weights
     (up to the re-rounding of 4-bit double-quantised block scales)."""
@@ -56,8 +82,8 @@ def _save_random_base(model: PeftModel, path: Path, safe_serialization: bool) ->
     if not safe_serialization:
         safetensors_to_bin(path)
     for config in model.peft_config.values():
-        config.base_model_name_or_path = str(path.resolve())
-    logger.info("the base model was randomly initialised: saved it to %s", path)
+        config.base_model_name_or_path = str(final.resolve())
+    logger.info("the base model was randomly initialised: saved it to %s", final)
 
 
 def safetensors_to_bin(path: Path) -> None:

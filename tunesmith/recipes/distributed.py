@@ -30,7 +30,7 @@ from tunesmith.dist.setup import (
 )
 from tunesmith.dist.ulysses import split_sequence
 from tunesmith.model import save_pretrained_output
-from tunesmith.model.saving import safetensors_to_bin
+from tunesmith.model.saving import atomic_export, safetensors_to_bin
 from tunesmith.train.grad_clip import mark_sharded
 from tunesmith.train.trainer import UpdateFactory
 from tunesmith.train.update import DeepSpeedUpdate
@@ -85,11 +85,12 @@ class DistRun:
             if args.save_hf_weights:
                 state = full_state(model, every_rank=args.save_on_each_node)
                 if main:
-                    getattr(model, "module", model).save_pretrained(target, state_dict=state)
-                    if not safe:
-                        safetensors_to_bin(Path(target))
-                    if tokenizer is not None:
-                        tokenizer.save_pretrained(target)
+                    with atomic_export(target) as tmp:
+                        getattr(model, "module", model).save_pretrained(tmp, state_dict=state)
+                        if not safe:
+                            safetensors_to_bin(tmp)
+                        if tokenizer is not None:
+                            tokenizer.save_pretrained(tmp)
             self.barrier()
             return
         if main:
