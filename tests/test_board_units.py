@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tunesmith.board.app import create_app
+from tunesmith.board.details import checkpoint_rows
 from tunesmith.board.jobs import Job, Jobs, pid_runs_tunesmith
 from tunesmith.board.launch import check_config, check_name, locate
 from tunesmith.board.logs import LOG_FILE, last_rows, read_rows
@@ -85,6 +86,9 @@ def test_status_from_files(tmp_path):
         holder.kill()
         holder.wait()
     assert run_status(failed, None, False, 2) == "failed"  # a stale lock
+    (failed / "checkpoint-2.tmp").mkdir()  # being written: not a stop's checkpoint yet
+    assert run_status(failed, None, False, 2) == "failed"
+    assert [(c["step"], c["complete"]) for c in checkpoint_rows(failed)] == [(1, True), (2, False)]
     (failed / LOCK_FILE).write_text(json.dumps({"pid": os.getpid(), "host": "elsewhere"}))
     assert run_status(failed, None, False, 2) == "failed"
     job = Job("d", pid=1, started=0.0, plan={}, stop_requested=True, returncode=2)

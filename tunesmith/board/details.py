@@ -22,6 +22,8 @@ def checkpoint_rows(run_dir: Path) -> list[dict[str, Any]]:
     rows = []
     for step, complete in checkpoint_steps(run_dir):
         path = run_dir / f"checkpoint-{step}"
+        if not path.is_dir():
+            path = run_dir / f"checkpoint-{step}.tmp"
         try:
             files = [p.stat() for p in path.iterdir() if p.is_file()]
         except OSError:

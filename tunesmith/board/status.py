@@ -36,12 +36,14 @@ def lock_holder(run_dir: Path) -> dict[str, Any] | None:
 
 
 def checkpoint_steps(run_dir: Path) -> list[tuple[int, bool]]:
-    """(step, complete) of each `checkpoint-<step>` folder, oldest first (complete: its COMPLETE marker exists)."""
+    """(step, complete) of each `checkpoint-<step>` folder, oldest first; complete: renamed from its `.tmp` name
+    with the COMPLETE marker inside (a `.tmp` folder is being written)."""
     found = []
     for path in run_dir.glob("checkpoint-*"):
         suffix = path.name.removeprefix("checkpoint-")
-        if path.is_dir() and suffix.isdigit():
-            found.append((int(suffix), (path / "COMPLETE").is_file()))
+        step = suffix.removesuffix(".tmp")
+        if path.is_dir() and step.isdigit():
+            found.append((int(step), step == suffix and (path / "COMPLETE").is_file()))
     return sorted(found)
 
 
