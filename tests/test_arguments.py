@@ -194,7 +194,13 @@ DECISIONS = [
     Decision("cutoff_len", 2048, ("max_length", "seq_length")),
     Decision("gradient_checkpointing", False, ("enable_activation_checkpointing", "recompute"), noted=True),
     Decision("model_name_or_path", None, ("model", "load")),
-    Decision("finetuning_type", "full", ("train_type",), ("full", "freeze", "lora", "qlora"), noted=True),
+    Decision(
+        "finetuning_type",
+        "full",
+        ("train_type",),
+        ("full", "freeze", "lora", "qlora", "oft", "boft", "vera", "adalora"),
+        noted=True,
+    ),
     Decision("optim", "adamw_torch", ("optimizer",), noted=True),
     Decision("adam_beta2", 0.999, noted=True),
     Decision("weight_decay", 0.0, noted=True),
@@ -252,6 +258,7 @@ def test_choice_lists():
     assert fields["optim"].info.choices == (
         "adamw_torch", "adamw_torch_fused", "adamw_8bit", "paged_adamw_8bit",
         "adafactor", "sgd", "lion", "adagrad", "rmsprop",
+        "galore_adamw", "galore_adamw_8bit", "galore_adafactor", "apollo_adamw",
     )  # fmt: skip
     assert set(fields["lr_scheduler_type"].info.choices) == {
         "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
@@ -358,6 +365,7 @@ def test_secrets_and_obsolete_fields():
         "ray_scope",
         "past_index",
         "fp16_opt_level",
+        "low_cpu_mem_usage",
     }
     for name in ("overwrite_output_dir", "logging_dir", "save_safetensors", "warmup_ratio"):
         assert not fields[name].info.obsolete

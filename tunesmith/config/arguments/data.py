@@ -79,9 +79,8 @@ class DataArguments:
     )
     truncation_strategy: str | None = arg(
         None,
-        "Examples longer than cutoff_len: delete them, left (keep the end), right (keep the start), split "
-        "(pre-training documents into pieces); unset splits the budget between prompt and answer per turn "
-        "(LLaMA-Factory's rule).",
+        "Examples over cutoff_len: delete, left (keep the end), right (keep the start), split (pt documents); "
+        "unset: LLaMA-Factory's per-turn budget.",
         choices=("delete", "left", "right", "split"),
         default_note="ms-swift defaults to delete; LLaMA-Factory has no such option (its per-turn rule).",
     )
@@ -105,9 +104,7 @@ class DataArguments:
     neat_packing: bool = arg(
         False, "Pack without attention across example boundaries; implies packing.", sources="003"
     )
-    packing_length: int | None = arg(
-        None, "Length of a packed row (ms-swift); unset: cutoff_len.", minimum=1
-    )
+    packing_length: int | None = arg(None, "Length of a packed row (ms-swift); unset: cutoff_len.", minimum=1)
 
     # --- preprocessing and caching --------------------------------------------------------------------------------
     preprocessing_batch_size: int = arg(1000, "Examples per preprocessing batch.", minimum=1, sources="003")

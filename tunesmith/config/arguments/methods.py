@@ -122,8 +122,8 @@ class MethodArguments:
     )
     use_llama_pro: bool = arg(
         False,
-        "LLaMA-Pro on an already expanded model (freeze tuning): train freeze_trainable_layers blocks spread "
-        "evenly, the last of each group of num_layers / freeze_trainable_layers layers.",
+        "LLaMA-Pro on an expanded model (freeze tuning): train freeze_trainable_layers blocks, the last of each "
+        "equal group of layers.",
     )
     llamapro_num_new_blocks: int | None = arg(
         None,
