@@ -31,7 +31,6 @@ def create_app(root: str | Path, token: str | None = None) -> FastAPI:
     jobs = Jobs(root)
     models = ChatModels()
     app = FastAPI(title="tunesmith board", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.jobs = jobs
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Any) -> Response:
