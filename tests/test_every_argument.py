@@ -18,11 +18,10 @@ CONFIG = "config"
 # ...except for these, which act by deriving other arguments that engines read (validate.py, plan.py, hf_fsdp.py).
 ACT_THROUGH_CONFIG = {
     "dataloader_num_workers": "sets batching_workers (validate._loader_workers)",
-    "dataloader_prefetch_factor": "with dataloader_num_workers, sets how many batches are built ahead",
     "fsdp": "HF's FSDP options become dist_config fsdp2 (config/hf_fsdp.py)",
     "fsdp_config": "HF's FSDP config becomes dist_config fsdp2 parameters (config/hf_fsdp.py)",
     "global_batch_size": "derives gradient_accumulation_steps (validate.check_parallel_sizes)",
-    "optim_config": "parsed into a PluginSpec the optimizer factory reads as train.optim_config",
+    "parallelism_config": "accelerate's sizes become fsdp_size, tp_size and cp_size (config/accelerate_parallelism.py)",
     "plugin_modules": "imported by validate_config so their plugins register",
     "profile_export_type": "checked against the profiler's export formats (config/profiling_rules.py)",
 }
@@ -30,6 +29,11 @@ ACT_THROUGH_CONFIG = {
 INERT = {
     "dataloader_type": "only 'single' exists (choices), which is how the batcher reads",
     "label_names": "only None or ['labels'] is accepted (config/unsupported.py): batches carry 'labels'",
+    "cp_type": "only 'ulysses' exists (choices), the context parallel dist/ulysses.py runs",
+    "remove_unused_columns": "the collator builds the model inputs (input_ids, labels, attention_mask or "
+    "position_ids) itself: other dataset columns never reach the model, true or false",
+    "eval_use_gather_object": "every rank evaluates the whole eval set, so compute_metrics sees every prediction "
+    "without gathering objects across ranks",
 }
 
 

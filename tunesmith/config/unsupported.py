@@ -100,11 +100,6 @@ def _check_labels(cfg: TunesmithConfig) -> None:
         raise ConfigError(
             f"{cfg.where('label_names')}: tunesmith batches always carry their labels under 'labels'"
         )
-    if not train.remove_unused_columns:
-        raise ConfigError(
-            f"{cfg.where('remove_unused_columns')}: the collator always builds the model inputs itself "
-            "(input_ids, labels, attention_mask or position_ids); extra dataset columns never reach the model"
-        )
 
 
 def _check_data_manager(cfg: TunesmithConfig) -> None:

@@ -177,15 +177,16 @@ def _loader_workers(cfg: TunesmithConfig) -> None:
     """HF's `dataloader_num_workers` is tunesmith's `batching_workers` (threads building micro-batches); 0 builds
     them in the training thread, as HF's 0 does."""
     train = cfg.train
+    if cfg.is_set("dataloader_num_workers"):
+        if cfg.is_set("batching_workers"):
+            raise _both(
+                cfg, "dataloader_num_workers", "batching_workers", "both set the batch-building threads"
+            )
+        train.batching_workers = train.dataloader_num_workers
     if train.dataloader_prefetch_factor is not None and not train.batching_workers:
         raise ConfigError(
             f"{cfg.where('dataloader_prefetch_factor')}: only used with dataloader_num_workers > 0 (as in torch)"
         )
-    if not cfg.is_set("dataloader_num_workers"):
-        return
-    if cfg.is_set("batching_workers"):
-        raise _both(cfg, "dataloader_num_workers", "batching_workers", "both set the batch-building threads")
-    train.batching_workers = train.dataloader_num_workers
 
 
 def _fsdp_modules(cfg: TunesmithConfig) -> None:
