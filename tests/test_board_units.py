@@ -20,7 +20,9 @@ from tunesmith.board.jobs import Job, Jobs, pid_runs_tunesmith
 from tunesmith.board.launch import check_config, check_name, locate
 from tunesmith.board.logs import LOG_FILE, last_rows, read_rows
 from tunesmith.board.runs import find_runs, list_runs, summarize
+from tunesmith.board.server import board_url, serve
 from tunesmith.board.status import STALE_S, run_status
+from tunesmith.utils.errors import ConfigError
 from tunesmith.utils.runlock import LOCK_FILE
 
 GOOD = b'{"step": 1, "loss": 2.5, "lr": 0.001}\n'
@@ -173,3 +175,12 @@ def test_board_never_imports_train(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_serve_refuses_bad_arguments(tmp_path):
+    with pytest.raises(ConfigError, match="RUNS_DIR"):
+        serve(tmp_path / "missing")
+    with pytest.raises(ConfigError, match="--port"):
+        serve(tmp_path, port=70000)
+    assert board_url("::1", 7870, None) == "http://[::1]:7870/"
+    assert board_url("0.0.0.0", 80, "t") == "http://0.0.0.0:80/?token=t"
