@@ -9,8 +9,9 @@ import multiprocessing
 from typing import Any
 
 
-def in_child(target: Any, *args: Any) -> Any:
-    """`target(*args)` in a forked process; its return value (exceptions re-raised here)."""
+def in_child(target: Any, *args: Any, timeout: float | None = None) -> Any:
+    """`target(*args)` in a forked process; its return value (its exception, a crash or running past `timeout`
+    seconds raise RuntimeError here)."""
     ctx = multiprocessing.get_context("fork")
     parent, child = ctx.Pipe(duplex=False)
 
@@ -22,8 +23,17 @@ def in_child(target: Any, *args: Any) -> Any:
 
     proc = ctx.Process(target=work)
     proc.start()
-    status, value = parent.recv()
-    proc.join()
+    child.close()  # the parent keeps only its end: a crashed child then reads as end-of-file
+    try:
+        if not parent.poll(timeout):
+            proc.kill()
+            raise RuntimeError(f"{target.__name__}{args}: ran past {timeout} s")
+        status, value = parent.recv()
+    except EOFError:
+        proc.join()
+        status, value = "error", f"the process died (exit code {proc.exitcode})"
+    finally:
+        proc.join()
     if status != "ok":
         raise RuntimeError(f"{target.__name__}{args}: {value}")
     return value

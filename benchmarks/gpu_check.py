@@ -28,6 +28,9 @@ from benchmarks.forked import in_child
 from benchmarks.suite import matmul_peak, run_job
 
 ROOT = Path(__file__).resolve().parent.parent
+JOB_TIMEOUT = (
+    90  # seconds per throughput job (torch.compile included); a slower one is reported, not waited for
+)
 THROUGHPUT = {
     "skewed SFT 1k": (
         "tunesmith normal",
@@ -127,7 +130,7 @@ def part_throughput(out: Path, cuda: bool) -> dict[str, Any]:
     for workload, contenders in THROUGHPUT.items():
         for contender in contenders:
             try:
-                row = in_child(run_job, "0.5B", workload, contender, 8, "cuda", True)
+                row = in_child(run_job, "0.5B", workload, contender, 8, "cuda", True, timeout=JOB_TIMEOUT)
             except RuntimeError as exc:  # a missing kernel package is reported, not fatal
                 rows.append({"workload": workload, "contender": contender, "error": str(exc)[-500:]})
                 continue

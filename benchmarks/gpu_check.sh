@@ -13,4 +13,5 @@ if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
   export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
 fi
 export PYTHONPATH="$PWD:${PYTHONPATH:-}" HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+export PYTORCH_NVML_BASED_CUDA_CHECK=1  # is_available() without initialising CUDA: jobs run in forked children
 exec timeout 470 "$PY" -m benchmarks.gpu_check "$@"
