@@ -260,6 +260,11 @@ TRAINING = {
         "gives a loss per eval dataset)"
     ),
     "safe_serialization": alias("save_safetensors"),
+    "max_shard_size": refuse(
+        "shards the weights saved by training; tunesmith writes the trained model whole and "
+        "shards on export: tunesmith export OUTPUT_DIR export_size=GB",
+        "5GB",
+    ),
     "acc_strategy": fixed("token", "accuracy is per token"),
     "max_epochs": refuse("stops after N epochs regardless of max_steps; set num_train_epochs (or max_steps)"),
     "use_logits_to_keep": refuse(
