@@ -64,6 +64,7 @@ def train_and_measure(
     out = tempfile.mkdtemp(prefix="bench_memory_")
     base = {
         "model_name_or_path": "builtin:tiny",
+        "dialect": "tunesmith",  # our own defaults, whatever the keys look like
         "output_dir": out,
         "disable_tqdm": True,
         "report_to": "none",

@@ -218,6 +218,7 @@ def _run_ours(config: dict, data: list, job: dict, contender: str) -> dict:
     seen = _new_seen()
     settings = {
         "model_name_or_path": "builtin:tiny",
+        "dialect": "tunesmith",  # our own defaults, whatever the keys look like
         "output_dir": tempfile.mkdtemp(prefix="bench_ts_"),
         "finetuning_type": "full",
         "per_device_train_batch_size": job["micro"],
