@@ -93,3 +93,33 @@ def test_eos_pad_and_chat_template_overrides(tmp_path):
     bad = load_config(None, ["model=builtin:tiny", "eos_token=<not-a-token>"], validate=False)
     with pytest.raises(ConfigError, match="eos_token"):
         load_tokenizer(bad)
+
+
+def test_self_cognition_placeholders(tmp_path):
+    rows = [
+        {"instruction": "Who are you?", "output": "I am {{NAME}}, made by {{AUTHOR}}."},
+        {"instruction": "你是谁？", "output": "我是{{NAME}}，由{{AUTHOR}}开发。"},
+    ]
+    write_json(tmp_path / "d.json", rows)
+    base = ["model=builtin:tiny", f"dataset={tmp_path / 'd.json'}", "template=empty"]
+    cfg = load_config(None, [*base, "model_name=小黄,Xiao Huang", "model_author=魔搭,ModelScope"])
+    train = build_datasets(cfg, tiny_tokenizer()).train
+    tok = tiny_tokenizer()
+    texts = [tok.decode(row["input_ids"]) for row in train]
+    assert any("I am Xiao Huang, made by ModelScope." in t for t in texts)
+    assert any("我是小黄，由魔搭开发。" in t for t in texts)
+    with pytest.raises(ConfigError, match="model_name"):
+        build_datasets(load_config(None, [*base, "model_name=a,b,c"]), tiny_tokenizer())
+
+
+def test_custom_chat_template_and_lazy_tokenize_refusal():
+    cfg = load_config(
+        None, ["model=builtin:tiny", "custom_chat_template=<{{ messages[0]['content'] }}>"], validate=False
+    )
+    assert (
+        load_tokenizer(cfg).apply_chat_template([{"role": "user", "content": "x"}], tokenize=False) == "<x>"
+    )
+    with pytest.raises(ConfigError, match="lazy_tokenize"):
+        load_config(
+            None, ["model=builtin:tiny", "dataset=demo", "dataset_dir=builtin:demo", "lazy_tokenize=true"]
+        )

@@ -41,6 +41,8 @@ REFUSED: dict[str, str] = {
     "om_hub_token": _HUBS,
     "accelerator_config": "tunesmith does not run accelerate's Accelerator; use dist_config, fsdp/fsdp_config or deepspeed",
     "trackio_space_id": "Trackio is not a supported report_to backend; use tensorboard, wandb, swanlab or mlflow",
+    "lazy_tokenize": "tunesmith tokenizes ahead, in parallel and cached (a rerun does not tokenize again), which "
+    "exact-length batching needs; to tokenize while training use streaming: true (with max_steps)",
     "badam_update_ratio": _BADAM_RATIO,
     "badam_mask_mode": _BADAM_RATIO,
     "quant_recipe": _QUANT,

@@ -34,6 +34,8 @@ MANIFEST_FILE = "tunesmith_manifest.json"
 KEY_FIELDS = (
     "cutoff_len",
     "truncation_strategy",
+    "model_name",
+    "model_author",
     "template",
     "train_on_prompt",
     "mask_history",

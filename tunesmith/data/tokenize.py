@@ -14,6 +14,7 @@ from typing import Any
 from transformers import PreTrainedTokenizerBase
 
 from tunesmith.data.render import Piece, Renderer
+from tunesmith.data.self_cognition import check_names, fill
 from tunesmith.data.truncation import cut_document, truncate
 from tunesmith.utils.errors import ConfigError, DataError
 
@@ -91,7 +92,12 @@ def make_sft_processor(
             "left or right"
         )
 
+    check_names(data.model_name, data.model_author)
+    names = (data.model_name, data.model_author) if data.model_name or data.model_author else None
+
     def process(batch: Batch) -> Batch:
+        if names is not None:
+            batch = {**batch, "_messages": [fill(m, *names) for m in batch["_messages"]]}
         turns_per_row = [_render(renderer, batch, i) for i in range(len(batch["_messages"]))]
         flat = [piece_list for turns in turns_per_row for turn in turns for piece_list in turn]
         encoded = iter(encode_pieces(tokenizer, flat))

@@ -40,8 +40,14 @@ def load_tokenizer(cfg: Any) -> PreTrainedTokenizerBase:
         )
     _override_tokens(tokenizer, margs)
     _ensure_pad_token(tokenizer)
+    if margs.chat_template_path and margs.custom_chat_template:
+        raise ConfigError(
+            "chat_template_path and custom_chat_template: both replace the chat template; keep one"
+        )
     if margs.chat_template_path:
         tokenizer.chat_template = read_chat_template(margs.chat_template_path)
+    elif margs.custom_chat_template:
+        tokenizer.chat_template = margs.custom_chat_template
     before = len(tokenizer)
     _add_tokens(tokenizer, margs)
     setattr(tokenizer, NEW_TOKEN_IDS_ATTR, list(range(before, len(tokenizer))))

@@ -77,6 +77,14 @@ class DataArguments:
         minimum=1,
         sources="000,003,004",
     )
+    model_name: list[str] | None = arg(
+        None,
+        "Self-cognition data: replaces {{NAME}}; one name, or two (Chinese, English) as ms-swift takes them.",
+    )
+    model_author: list[str] | None = arg(
+        None, "Self-cognition data: replaces {{AUTHOR}}; one name, or two (Chinese, English)."
+    )
+    lazy_tokenize: bool = arg(False, "Tokenize in the data loader instead of ahead (refused: see streaming).")
     truncation_strategy: str | None = arg(
         None,
         "Examples over cutoff_len: delete, left (keep the end), right (keep the start), split (pt documents); "

@@ -89,6 +89,9 @@ class ModelArguments:
         "Chat template to use instead of the tokenizer's: a Jinja file, or a tokenizer folder whose template is "
         "taken.",
     )
+    custom_chat_template: str | None = arg(
+        None, "Chat template (a Jinja string) to use instead of the tokenizer's (LLaMA-Factory v1)."
+    )
     add_tokens: list[str] | None = arg(
         None, "Ordinary tokens to add to the tokenizer (comma-separated or a list).", sources="003"
     )
