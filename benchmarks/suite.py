@@ -1,9 +1,10 @@
 """One benchmark job: a contender (tunesmith or transformers.Trainer) training a model on a workload, measured.
 
 A job reports valid (non-padding) tokens per second after the first step, the padding share of the computed
-tokens, seconds from the job's start to the end of its first step, peak resident memory growth from just before the model is built
-(see benchmarks/memory.py for why that tracks live tensors here), the planner's estimate for the largest micro-batch it
-saw, and model FLOPs utilisation against a matmul peak measured by the caller.
+tokens, seconds from building the model to the end of the first step, the peak memory growth from just before the
+model is built (resident memory on CPU: see benchmarks/memory.py for why that tracks live tensors here;
+`max_memory_allocated` on CUDA), the planner's estimate for the largest micro-batch it saw, and what model FLOPs
+utilisation needs (FLOPs per token; the caller measures the matmul peak).
 """
 
 from __future__ import annotations
@@ -103,7 +104,6 @@ def run_job(
     torch.set_num_threads(threads)
     examples, micro, extra, build, cutoff = WORKLOADS[workload]
     data = build(max(int(examples * scale), 3 * micro), 0, cutoff)
-    start = time.perf_counter()
     runner = _run_hf if contender in HF else _run_ours
     job = {"device": device, "bf16": bf16, "micro": micro, "cutoff": cutoff, "extra": extra}
     seen = runner(MODELS[model], data, job, contender)
@@ -117,7 +117,7 @@ def run_job(
         "valid_tokens": sum(seen["tokens"]),
         "tokens_per_s": after_first / seconds if seconds > 0 else 0.0,
         "padding": 1 - sum(seen["tokens"]) / sum(seen["computed"]),
-        "first_step_s": seen["first_step_end"] - start,
+        "first_step_s": seen["first_step_end"] - seen["model_start"],
         "peak_growth": _peak(device) - seen["rss_before_model"],
         "losses": seen["losses"],
         "estimate": _estimate(model, seen["shapes"], extra, bf16),
@@ -196,6 +196,7 @@ def _model_measured(config: dict, seen: dict, device: str):
     """The model on `device`, built after noting the memory in use (the peak growth is measured from there)."""
     import torch
 
+    seen["model_start"] = time.perf_counter()  # the time to the first step counts from here
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
         seen["rss_before_model"] = torch.cuda.memory_allocated()
