@@ -117,3 +117,28 @@ def test_llama_pro_expansion_trains_new_blocks_and_reloads(tmp_path, tiny):
     reloaded = AutoModelForCausalLM.from_pretrained(out)
     assert reloaded.config.num_hidden_layers == 4
     assert (logits(reloaded, data[0]) - logits(model, data[0])).abs().max() < 1e-5
+
+
+def test_llama_pro_with_lora_targets_only_the_spread_layers(tmp_path, tiny):
+    _, _, model = setup(
+        tiny,
+        tmp_path,
+        "finetuning_type=lora",
+        "use_llama_pro=true",
+        "freeze_trainable_layers=1",
+        "lora_rank=2",
+    )
+    lora = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert lora and all(".layers.1." in n and "lora_" in n for n in lora)
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        (("finetuning_type=full", "use_llama_pro=true"), "use_llama_pro"),
+        (("finetuning_type=lora", "freeze_extra_modules=lm_head"), "freeze_extra_modules"),
+    ],
+)
+def test_options_outside_their_finetuning_type_are_errors(tmp_path, tiny, options, field):
+    with pytest.raises(ConfigError, match=field):
+        setup(tiny, tmp_path, *options)

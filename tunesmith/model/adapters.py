@@ -36,6 +36,7 @@ def apply_finetuning(
     quantized = getattr(model, "is_quantized", False)
     if kind == "qlora" and not quantized:
         raise ConfigError("finetuning_type: qlora needs a 4-bit base; load the model through load_model")
+    _check_method_scope(kind, methods)
     adapters = adapter_paths(margs.adapter_name_or_path)
     if adapters and kind not in ("lora", "qlora"):
         raise ConfigError(f"adapter_name_or_path: continues LoRA training; finetuning_type is {kind}")
@@ -48,7 +49,9 @@ def apply_finetuning(
             return attach_adapters(model, adapters, trainable=True)  # all merged but the last, which trains
         if adapters:
             model = attach_adapters(model, adapters, merge_all=True)
-            model.name_or_path = ""  # merged weights exist in no checkpoint: the new adapter's output saves them
+            model.name_or_path = (
+                ""  # merged weights exist in no checkpoint: the new adapter's output saves them
+            )
         return _apply_lora(model, margs, quantized, seed, methods)
     if kind == "full":
         for param in model.parameters():
@@ -96,13 +99,19 @@ def _apply_lora(model: PreTrainedModel, margs: Any, quantized: bool, seed: int, 
     """The adapter of `finetuning_type` (LoRA and its variants: model/adapter_variants.py) on `model`."""
     from peft import get_peft_model, prepare_model_for_kbit_training
 
-    from tunesmith.model.adapter_variants import cast_adapter, peft_config
+    from tunesmith.model.adapter_variants import cast_adapter, init_lora_weights, peft_config
 
     if quantized:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     target = margs.target_modules
     whole = isinstance(target, str) and target in ("all-linear", "all")
     target = "all-linear" if whole else _names(target, "target_modules")
+    if methods.use_llama_pro:
+        target = _expanded_targets(model, target, margs.freeze_trainable_layers)
+    if quantized and init_lora_weights(methods) not in (True, False, "gaussian"):
+        raise ConfigError(
+            "pissa_init / init_lora_weights: SVD-based initialisation needs a full-precision base"
+        )
     config = peft_config(margs.finetuning_type, margs, methods, target, _modules_to_save(model, margs))
     if hasattr(config, "ensure_weight_tying"):
         config.ensure_weight_tying = bool(getattr(model.config, "tie_word_embeddings", False))
@@ -175,6 +184,33 @@ def _apply_freeze(
             f"freeze_trainable_modules: {sorted(wanted - present)} not found in the decoder layers; "
             f"available: {', '.join(sorted(present))}, or all"
         )
+
+
+def _check_method_scope(kind: str, methods: Any) -> None:
+    """Options that act only with some fine-tuning types are errors with the others (never ignored)."""
+    if methods.freeze_extra_modules and kind != "freeze":
+        raise ConfigError(f"freeze_extra_modules: only used with finetuning_type: freeze (now {kind!r})")
+    if methods.use_llama_pro and kind not in ("freeze", "lora", "qlora"):
+        raise ConfigError(f"use_llama_pro: needs finetuning_type freeze or lora (now {kind!r})")
+
+
+def _expanded_targets(model: PreTrainedModel, target: str | list[str], num_layers: int) -> list[str]:
+    """LLaMA-Pro with LoRA: the target modules inside the evenly spread trainable layers only."""
+    layer_ids = _freeze_layer_ids(model.config.num_hidden_layers, num_layers, llama_pro=True)
+    wanted = None if target == "all-linear" else set(target)
+    head = model.get_output_embeddings()
+    names = []
+    for name, module in model.named_modules():
+        match = LAYER_RE.search(name)
+        if not (isinstance(module, torch.nn.Linear) and match and int(match.group(1)) in layer_ids):
+            continue
+        if module is not head and (wanted is None or name.rsplit(".", 1)[-1] in wanted):
+            names.append(name)
+    if not names:
+        raise ConfigError(
+            f"use_llama_pro: target_modules {target} match nothing in layers {sorted(layer_ids)}"
+        )
+    return names
 
 
 def _freeze_layer_ids(total: int, num_layers: int, llama_pro: bool) -> set[int]:
