@@ -151,6 +151,7 @@ def part_sharded(out: Path, cuda: bool) -> dict[str, Any]:
     base = [
         "train",
         "examples/quickstart.yaml",
+        "logging_steps=1",
         "max_steps=5",
         "save_strategy=no",
         "bf16=true",
