@@ -152,3 +152,48 @@ def test_lock_kill_corrupt_checkpoint_partial_log_then_overwrite(tmp_path):
     fresh = safetensors.torch.load_file(out / "model.safetensors")
     assert all(fresh[k].equal(v) for k, v in resumed_weights.items())  # the fallback resume was exact
     assert _losses(out) == resumed_losses
+
+
+def test_full_disk_and_a_late_bad_row_name_the_intact_checkpoint(tmp_path, monkeypatch):
+    import safetensors.torch
+
+    out = tmp_path / "full"
+    config = _config(tmp_path, out)
+    write, calls = safetensors.torch.save_file, []
+
+    def disk_fills_up(tensors, filename, *args, **kwargs):
+        calls.append(filename)
+        if len(calls) > 1:
+            raise OSError(28, "No space left on device", str(filename))
+        return write(tensors, filename, *args, **kwargs)
+
+    monkeypatch.setenv("TUNESMITH_DATA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(safetensors.torch, "save_file", disk_fills_up)
+    code, err = _train_here(config)
+    assert code == 2 and "Traceback" not in err
+    assert f"cannot write {out / 'checkpoint-6.tmp' / 'model.safetensors'}: No space left on device" in err
+    assert (
+        f"training stopped at step 6; the last complete checkpoint, {out / 'checkpoint-3'}, is intact" in err
+    )
+    assert not (out / LOCK_FILE).exists()
+    monkeypatch.setattr(safetensors.torch, "save_file", write)
+
+    rows = [{"instruction": f"q{i}", "output": f"a{i}"} for i in range(30)] + [
+        {"instruction": "q", "output": None}
+    ]
+    data = tmp_path / "stream.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    late = tmp_path / "late"
+    extra = [
+        "streaming=true",
+        f"dataset={data}",
+        "gradient_accumulation_steps=1",
+        "preprocessing_batch_size=4",
+        "disable_shuffling=true",  # no shuffle buffer reading ahead: the bad row is met mid-run
+        f"output_dir={late}",
+    ]
+    code, err = _train_here(config, *extra)
+    assert code == 2 and f"{data} line 31, field 'output'" in err
+    assert (
+        "training stopped at step 7; the last complete checkpoint" in err and "checkpoint-6, is intact" in err
+    )

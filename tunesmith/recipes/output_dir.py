@@ -5,22 +5,25 @@ what of an earlier run would be in the way. `claim_output_dir` acts, just before
 the files in the way are moved into `output_dir/.previous-<time>/` (never deleted), and on resume the killed run's
 log lines after the checkpoint are dropped (they are trained again). A fresh run into a folder that holds an earlier
 run is refused unless `overwrite_output_dir` (then the earlier run is moved aside) or a resume is asked for.
+`explained_failures` turns a failure during training into a message naming the checkpoint that is intact.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import os
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tunesmith.train.checkpoint_find import read_state, resolve_resume
+from tunesmith.train.checkpoint_find import checkpoints, problem, read_state, resolve_resume
 from tunesmith.utils import dist_env
-from tunesmith.utils.errors import ConfigError
+from tunesmith.utils.errors import ConfigError, DataError, TunesmithError
 from tunesmith.utils.runlock import LOCK_FILE
 
 logger = logging.getLogger("tunesmith")
@@ -82,6 +85,34 @@ def claim_output_dir(plan: OutputPlan) -> Path | None:
         os.replace(entry, target / entry.name)
     logger.warning("output_dir: moved %d entries (%s) to %s", len(plan.aside), plan.why, target)
     return target
+
+
+@contextlib.contextmanager
+def explained_failures(trainer: Any, output_dir: str | Path) -> Iterator[None]:
+    """During training: a bad row met late (streaming) or a file that cannot be written (full or read-only disk)
+    becomes a one-line error saying at which step it stopped and which complete checkpoint is intact."""
+    try:
+        yield
+    except DataError as err:
+        raise DataError(f"{err}; {_stopped_at(trainer, output_dir)}") from None
+    except (OSError, RuntimeError) as err:
+        cause = err if isinstance(err, OSError) else err.__cause__
+        if not isinstance(cause, OSError):
+            raise
+        what = cause.filename or output_dir
+        raise TunesmithError(
+            f"cannot write {what}: {cause.strerror}; {_stopped_at(trainer, output_dir)}"
+        ) from None
+
+
+def _stopped_at(trainer: Any, output_dir: str | Path) -> str:
+    done = [p for p in checkpoints(output_dir) if problem(p) is None]
+    intact = (
+        f"the last complete checkpoint, {done[-1]}, is intact: resume with resume_from_checkpoint: auto once fixed"
+        if done
+        else "no checkpoint had been written yet"
+    )
+    return f"training stopped at step {trainer.state.global_step}; {intact}"
 
 
 def earlier_run(out: Path) -> list[Path]:
