@@ -24,7 +24,7 @@ from tunesmith.recipes.lifecycle import (
     predict_after_training,
     resume,
 )
-from tunesmith.recipes.output_dir import OutputPlan, claim_output_dir, plan_output_dir
+from tunesmith.recipes.output_dir import OutputPlan, claim_output_dir, explained_failures, plan_output_dir
 from tunesmith.report import build_reporter, plot_run
 from tunesmith.report.secrets import scrub, secret_values
 from tunesmith.train.callbacks import SaveOnAbort
@@ -158,7 +158,7 @@ def _train(
     )
     resume(trainer, output.resume, cfg.methods.resume_only_model)
     try:
-        with stop_on_signals(stop):
+        with stop_on_signals(stop), explained_failures(trainer, output_dir):
             state = trainer.train()
     finally:
         trainer.close()
