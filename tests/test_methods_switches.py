@@ -93,3 +93,20 @@ def test_print_param_status(tmp_path, tiny, caplog):
 def test_moe_aux_loss_coef_alias():
     cfg = load_config(None, ["moe_aux_loss_coef=0.01"], validate=False)
     assert cfg.model.router_aux_loss_coef == 0.01
+
+
+@pytest.mark.parametrize(
+    ("options", "needs", "fixed"),
+    [
+        (["galore_rank=4"], "use_galore", "use_galore=true"),
+        (["finetuning_type=lora", "oft_block_size=16"], "finetuning_type: oft", "finetuning_type=oft"),
+        (["finetuning_type=full", "lora_bias=all"], "finetuning_type: lora", "finetuning_type=lora"),
+        (["eaft_alpha=2"], "use_eaft_loss", "use_eaft_loss=true"),
+    ],
+)
+def test_method_options_without_their_switch_are_errors(options, needs, fixed):
+    base = ["model=builtin:tiny", "dataset=demo", "dataset_dir=builtin:demo"]
+    with pytest.raises(ConfigError, match=needs):
+        load_config(None, [*base, *options])
+    key = fixed.split("=")[0]
+    load_config(None, [*base, *[o for o in options if not o.startswith(key + "=")], fixed])

@@ -10,6 +10,7 @@ from typing import Any
 from tunesmith.config.accelerate_parallelism import apply_parallelism_config
 from tunesmith.config.hf_fsdp import hf_fsdp_spec
 from tunesmith.config.loader import TunesmithConfig
+from tunesmith.config.method_rules import check_method_options
 from tunesmith.config.plugins import (
     BATCHING,
     BUILTIN_PLUGIN_MODULES,
@@ -352,6 +353,7 @@ RULES: list[Callable[[TunesmithConfig], None]] = [
     _split,
     _plugins,
     check_unsupported,
+    check_method_options,
     check_profiling,
     check_values,
 ]

@@ -1,0 +1,45 @@
+"""Method options that only act with a switch or a fine-tuning type: set without it they would be ignored, so
+they are errors naming the option and what turns it on (checked before anything loads)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tunesmith.config.loader import TunesmithConfig
+from tunesmith.config.schema import fields_by_name
+from tunesmith.utils.errors import ConfigError
+
+# option prefix or name -> (what turns it on, predicate on the config)
+SWITCHED: tuple[tuple[tuple[str, ...], str, Any], ...] = (
+    (("galore_",), "use_galore: true", lambda c: c.methods.use_galore),
+    (("apollo_",), "use_apollo: true", lambda c: c.methods.use_apollo),
+    (("badam_",), "use_badam: true", lambda c: c.methods.use_badam),
+    (("lisa_step_interval",), "lisa_activated_layers > 0", lambda c: c.methods.lisa_activated_layers > 0),
+    (("eaft_alpha",), "use_eaft_loss: true", lambda c: c.methods.use_eaft_loss),
+    (("asft_alpha",), "use_asft_loss: true", lambda c: c.methods.use_asft_loss),
+    (("pissa_iter",), "pissa_init: true", lambda c: c.methods.pissa_init),
+    (("llamapro_num_groups",), "llamapro_num_new_blocks", lambda c: c.methods.llamapro_num_new_blocks),
+    (("loraplus_lr_embedding",), "loraplus_lr_ratio", lambda c: c.methods.loraplus_lr_ratio is not None),
+    (("oft_", "module_dropout"), "finetuning_type: oft", lambda c: c.model.finetuning_type == "oft"),
+    (("boft_",), "finetuning_type: boft", lambda c: c.model.finetuning_type == "boft"),
+    (("vera_",), "finetuning_type: vera", lambda c: c.model.finetuning_type == "vera"),
+    (("adalora_",), "finetuning_type: adalora", lambda c: c.model.finetuning_type == "adalora"),
+    (
+        ("lora_bias", "lora_dtype", "init_lora_weights", "target_parameters", "create_new_adapter"),
+        "finetuning_type: lora or qlora",
+        lambda c: c.model.finetuning_type in ("lora", "qlora"),
+    ),
+)
+
+
+def check_method_options(cfg: TunesmithConfig) -> None:
+    """Refuse a method option set (to a non-default value) without the switch or fine-tuning type it needs."""
+    fields = fields_by_name()
+    for prefixes, needs, on in SWITCHED:
+        if on(cfg):
+            continue
+        for name, entry in fields.items():
+            if entry.section != "methods" or not name.startswith(prefixes):
+                continue
+            if cfg.is_set(name) and cfg.get(name) != entry.default:
+                raise ConfigError(f"{cfg.where(name)}: only used with {needs}; set that, or drop {name}")
