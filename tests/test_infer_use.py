@@ -229,6 +229,10 @@ def test_server_errors_are_documented_and_it_keeps_serving(server):
     with pytest.raises(openai.BadRequestError) as err:
         _ask(client, "capital " * 600)
     assert err.value.code == "context_length_exceeded"
+    with pytest.raises(openai.BadRequestError) as err:
+        _ask(client, "capital " * 200, max_tokens=60)  # fits the context of 256 only without max_tokens
+    assert err.value.code == "context_length_exceeded"
+    assert _ask(client, "capital " * 200).choices[0].finish_reason in ("stop", "length")
     with pytest.raises(openai.BadRequestError):
         _ask(client, "hi", max_tokens=100_000)
     with pytest.raises(openai.AuthenticationError):

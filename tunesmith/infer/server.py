@@ -3,8 +3,8 @@
 Routes: `GET /v1/models`, `POST /v1/chat/completions` and `POST /v1/completions` (both with `stream: true` as
 server-sent events ending in `data: [DONE]`), `GET /health`. Generations run one at a time (a lock: no two
 interleave on the model). Errors are OpenAI-shaped `{"error": {"message", "type", "param", "code"}}`:
-400 malformed JSON / invalid field / prompt + max_tokens over the context (`context_length_exceeded`) /
-max_tokens over `max_new_tokens`; 401 missing or wrong API key (`invalid_api_key`); 404 unknown model
+400 malformed JSON / invalid field / prompt + max_tokens over the context (`context_length_exceeded`; without
+max_tokens the answer is cut to the room left) / max_tokens over `max_new_tokens`; 401 missing or wrong API key (`invalid_api_key`); 404 unknown model
 (`model_not_found`); 413 body over 1 MiB. Binds 127.0.0.1 unless `api_host` says otherwise."""
 
 from __future__ import annotations
@@ -103,12 +103,16 @@ class Engine:
                 f"max_tokens {asked} is over this server's limit of {self.max_new_tokens}",
                 param="max_tokens",
             )
-        tokens = asked or default_tokens
-        if len(prompt) + tokens > self.context:
+        room = self.context - len(
+            prompt
+        )  # without max_tokens, the answer may take what is left of the context
+        tokens = asked or min(default_tokens, room)
+        if tokens < 1 or tokens > room:
+            wanted = f"max_tokens asks for {asked} more" if asked else "no room is left for an answer"
             raise ApiError(
                 400,
-                f"this model's context is {self.context} tokens; the prompt has {len(prompt)} and {tokens} more "
-                "were asked for; shorten the prompt or lower max_tokens",
+                f"this model's context is {self.context} tokens; the prompt has {len(prompt)} and {wanted}; "
+                "shorten the prompt or lower max_tokens",
                 param="messages",
                 code="context_length_exceeded",
             )
