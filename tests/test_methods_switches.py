@@ -110,3 +110,18 @@ def test_method_options_without_their_switch_are_errors(options, needs, fixed):
         load_config(None, [*base, *options])
     key = fixed.split("=")[0]
     load_config(None, [*base, *[o for o in options if not o.startswith(key + "=")], fixed])
+
+
+def test_lisa_on_several_processes_is_refused(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="lisa_activated_layers"):
+        load_config(
+            None,
+            [
+                "model=builtin:tiny",
+                "dataset=demo",
+                "dataset_dir=builtin:demo",
+                "finetuning_type=full",
+                "lisa_activated_layers=1",
+            ],
+        )

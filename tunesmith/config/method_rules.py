@@ -7,6 +7,7 @@ from typing import Any
 
 from tunesmith.config.loader import TunesmithConfig
 from tunesmith.config.schema import fields_by_name
+from tunesmith.utils import dist_env
 from tunesmith.utils.errors import ConfigError
 
 # option prefix or name -> (what turns it on, predicate on the config)
@@ -33,7 +34,9 @@ SWITCHED: tuple[tuple[tuple[str, ...], str, Any], ...] = (
 
 
 def check_method_options(cfg: TunesmithConfig) -> None:
-    """Refuse a method option set (to a non-default value) without the switch or fine-tuning type it needs."""
+    """Refuse a method option set (to a non-default value) without the switch or fine-tuning type it needs, and
+    methods that change the trainable set while training on several processes."""
+    _single_process_methods(cfg)
     fields = fields_by_name()
     for prefixes, needs, on in SWITCHED:
         if on(cfg):
@@ -43,3 +46,17 @@ def check_method_options(cfg: TunesmithConfig) -> None:
                 continue
             if cfg.is_set(name) and cfg.get(name) != entry.default:
                 raise ConfigError(f"{cfg.where(name)}: only used with {needs}; set that, or drop {name}")
+
+
+def _single_process_methods(cfg: TunesmithConfig) -> None:
+    if dist_env.world_size() <= 1:
+        return
+    for name, on in (
+        ("lisa_activated_layers", cfg.methods.lisa_activated_layers > 0),
+        ("use_badam", cfg.methods.use_badam),
+    ):
+        if on:
+            raise ConfigError(
+                f"{cfg.where(name)}: changes which parameters train while training, which the gradient "
+                f"synchronisation of {dist_env.world_size()} processes (DDP/FSDP2) cannot follow; run on one process"
+            )
