@@ -77,6 +77,7 @@ def test_duplicate_json_key(tmp_path, capsys):
         ({"num_train_epochs": 0, "max_steps": 0}, "trains no step"),
         ({"output_dir": ""}, "'output_dir' (cfg.yaml line 2): empty"),
         ({"dataset_dir": "/no/such/folder"}, "/no/such/folder is not an existing folder"),
+        ({"deepspeed": "/no/such/ds.json"}, "DeepSpeed config file /no/such/ds.json does not exist"),
     ],
 )
 def test_bad_values(tmp_path, capsys, settings, expected):
