@@ -149,6 +149,22 @@ def test_ctrl_c_stops_the_answer_not_the_chat():
     assert "(stopped)" in out.getvalue() and time.perf_counter() - start < 60
 
 
+def test_chat_without_streaming_prints_whole_answers():
+    cfg = load_config(None, ["model_name_or_path=builtin:tiny", "max_new_tokens=4", "stream=false"])
+    lines = iter(["hello", "/clear", "", "again"])
+
+    def read(prompt: str) -> str:
+        line = next(lines, None)
+        if line is None:
+            raise EOFError
+        return line
+
+    out = io.StringIO()
+    run_chat(Loaded(tiny_model(), tiny_tokenizer(), cfg, "tiny"), read=read, out=out)
+    text = out.getvalue()  # the input ends after "again": end of file quits
+    assert text.count("assistant: ") == 2 and "(history cleared)" in text
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
