@@ -52,7 +52,10 @@ def classify(rc: int | None, stdout: str, stderr: str, ok_status: str) -> tuple[
     if found is None:
         last = [line for line in stderr.splitlines() if line.strip()]
         return "crash", "", f"exit {rc} without a one-line error: {(last[-1] if last else '')[:200]}"
-    kind, message = found.groups()
+    kind, message = (
+        found.group(1),
+        stderr[found.start(2) :].strip(),
+    )  # all that follows: one line if well-behaved
     if kind.startswith("unknown command"):
         command = message.split("\n", 1)[0].strip("'\"")
         return "refused", f"command {command}", f"unknown command {message.splitlines()[0]}"

@@ -88,7 +88,7 @@ def write_docs(path: Path, outcomes: list[Outcome], plan_only: bool) -> None:
         total=len(outcomes),
         mode="`tunesmith plan`, with --plan-only" if plan_only else "2 training steps each",
         ok=ok,
-        ok_note="" if plan_only else ", a trainer_log.jsonl written",
+        ok_note="" if plan_only else ", the output folder has trainer_state.json",
         date=datetime.date.today().isoformat(),
     )
     crashes = [o for o in outcomes if o.status == "crash"]

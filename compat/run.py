@@ -7,6 +7,8 @@ Usage: .venv/bin/python -m compat.run [--plan-only] [--source lf_v0 ...] [--only
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import shlex
@@ -14,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -71,13 +74,52 @@ def run_entry(entry: Entry, work: Path, plan_only: bool, timeout: float) -> Outc
     seconds = time.monotonic() - start
     ok = "resolved" if plan_only or inv.command not in TRAINING else "trained"
     status, key, message = classify(rc, out, err, ok)
-    if status == "trained" and not (root / "output" / "trainer_log.jsonl").is_file():
-        status, message = "crash", "exit 0 but no output/trainer_log.jsonl"
+    if status == "trained" and not (root / "output" / "trainer_state.json").is_file():
+        status, message = "crash", "exit 0 but no output/trainer_state.json"
     (root / "stdout.txt").write_text(out, encoding="utf-8")
     (root / "stderr.txt").write_text(err, encoding="utf-8")
     env_words = [f"{k}={v}" for k, v in inv.env.items()]
     command = shlex.join([*env_words, "tunesmith", *args])
     return Outcome(entry.key, status, key, message, round(seconds, 1), command, inv.notes)
+
+
+def plan_in_process(entry: Entry, work: Path) -> Outcome:
+    """`tunesmith plan --no-data` through the CLI's main function in this process (fast: one import of everything).
+
+    Commands other than training ones run only when tunesmith lacks them (then they are refused at once)."""
+    from tunesmith import cli
+
+    inv = invocation(entry)
+    root = work / entry.source / entry.path.stem
+    prepare(entry, inv, root)
+    if inv.command not in TRAINING and inv.command in cli.COMMANDS:
+        return Outcome(entry.key, "skipped", message=f"`tunesmith {inv.command}` runs in a subprocess only")
+    args = cli_args(inv, plan_only=True) + (["--no-data"] if inv.command in TRAINING else [])
+    out, err = io.StringIO(), io.StringIO()
+    start = time.monotonic()
+    with _inside(root, inv.env), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = cli.main(args)
+        except Exception:  # a crash: its traceback is the finding
+            rc = 1
+            err.write(traceback.format_exc())
+    status, key, message = classify(rc, out.getvalue(), err.getvalue(), "resolved")
+    command = shlex.join([*(f"{k}={v}" for k, v in inv.env.items()), "tunesmith", *args])
+    return Outcome(entry.key, status, key, message, round(time.monotonic() - start, 1), command, inv.notes)
+
+
+@contextlib.contextmanager
+def _inside(folder: Path, env: dict[str, str]):
+    """Run with `folder` as working directory and `env` added to the environment; both restored after."""
+    old_cwd, old_env = Path.cwd(), dict(os.environ)
+    os.chdir(folder)
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.chdir(old_cwd)
+        os.environ.clear()
+        os.environ.update(old_env)
 
 
 def _text(value: bytes | str | None) -> str:
@@ -87,6 +129,11 @@ def _text(value: bytes | str | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plan-only", action="store_true", help="run `tunesmith plan` instead of training")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="with --plan-only: `plan --no-data` in this process (seconds)",
+    )
     parser.add_argument("--source", nargs="*", default=list(SOURCES), choices=SOURCES)
     parser.add_argument("--only", default="", help="entries whose source/file contains this")
     parser.add_argument("--jobs", type=int, default=1)
@@ -99,8 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     timeout = args.timeout or (120 if args.plan_only else 600)
     with tempfile.TemporaryDirectory(prefix="tunesmith-compat-") as tmp:
         work = args.keep or Path(tmp)
-        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            outcomes = list(pool.map(lambda e: _report(run_entry(e, work, args.plan_only, timeout)), entries))
+        if args.in_process:
+            outcomes = [_report(plan_in_process(e, work)) for e in entries]
+        else:
+            with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+                outcomes = list(
+                    pool.map(lambda e: _report(run_entry(e, work, args.plan_only, timeout)), entries)
+                )
     print(format_summary(outcomes))
     if args.json:
         args.json.write_text(json.dumps([o.as_dict() for o in outcomes], indent=1), encoding="utf-8")
