@@ -15,7 +15,7 @@ from tunesmith.config.unsupported import REFUSED
 PACKAGE = Path(__file__).resolve().parents[1] / "tunesmith"
 # The config layer declares, aliases, parses and validates arguments: a read there is not a use...
 CONFIG = "config"
-# ...except for these, which act by deriving other arguments that engines read (validate.py, plan.py, hf_fsdp.py).
+# ...except for these, which act by deriving other arguments that engines read (validate.py, hf_fsdp.py, ...).
 ACT_THROUGH_CONFIG = {
     "dataloader_num_workers": "sets batching_workers (validate._loader_workers)",
     "fsdp": "HF's FSDP options become dist_config fsdp2 (config/hf_fsdp.py)",
@@ -23,12 +23,13 @@ ACT_THROUGH_CONFIG = {
     "global_batch_size": "derives gradient_accumulation_steps (validate.check_parallel_sizes)",
     "parallelism_config": "accelerate's sizes become fsdp_size, tp_size and cp_size (config/accelerate_parallelism.py)",
     "plugin_modules": "imported by validate_config so their plugins register",
-    "profile_export_type": "checked against the profiler's export formats (config/profiling_rules.py)",
 }
 # Accepted, but only at a value that changes nothing (any other value is refused), or always-on behaviour.
 INERT = {
     "dataloader_type": "only 'single' exists (choices), which is how the batcher reads",
     "label_names": "only None or ['labels'] is accepted (config/unsupported.py): batches carry 'labels'",
+    "profile_export_type": "only 'text' is accepted ('db', torch_npu's database, is refused): the profile is "
+    "always the Chrome trace plus a text summary",
     "cp_type": "only 'ulysses' exists (choices), the context parallel dist/ulysses.py runs",
     "remove_unused_columns": "the collator builds the model inputs (input_ids, labels, attention_mask or "
     "position_ids) itself: other dataset columns never reach the model, true or false",
