@@ -8,7 +8,7 @@ TORCH := torch==2.13.0
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test install lint bench browser
+.PHONY: demo test install lint bench browser compat
 # The board's browser tests drive Debian's chromium (never a downloaded browser): installed when missing, if apt can.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
@@ -36,3 +36,8 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check tunesmith tests benchmarks
 	$(BIN)/ruff format --check tunesmith tests benchmarks
+
+# The peers' real example configs (compat/corpus), 2 training steps each, through the tunesmith CLI: writes docs/COMPAT.md.
+# `make compat COMPAT_ARGS="--plan-only --in-process"` only plans them (seconds).
+compat: $(STAMP)
+	$(BIN)/python -m compat.run --jobs 2 --docs docs/COMPAT.md $(COMPAT_ARGS)
