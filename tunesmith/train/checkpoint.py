@@ -175,9 +175,11 @@ def write_snapshot(
     _barrier()
     if write_shared:
         _write_marker(tmp)
-        if final.exists():
-            shutil.rmtree(final)
+        old = final.with_name(final.name + ".old")
+        if final.exists():  # the same step saved again: the earlier copy goes only once the new one is in place
+            os.replace(final, old)
         os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
     _barrier()
     return final
 
