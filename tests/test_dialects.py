@@ -215,3 +215,17 @@ def test_plan_text_names_the_dialect(tmp_path, capsys):
     assert "default learning_rate" not in out  # set on the line: no default taken
     assert "default lr_scheduler_type = 'cosine': ms-swift" in out
     assert "default gradient_checkpointing = True: ms-swift" in out
+
+
+@pytest.mark.parametrize("dialect", ["lf", "lf_v1", "swift", "trl", "mindspeed"])
+def test_saved_config_reads_back_as_the_same_run(tmp_path, monkeypatch, dialect):
+    from tunesmith.config import load_config
+    from tunesmith.config.serialize import config_to_dict, save_config
+
+    monkeypatch.chdir(tmp_path)
+    argv = dialect_argv(tmp_path, dialect)
+    path, rest = (argv[0], argv[1:]) if argv[0].endswith(".yaml") else (None, argv)
+    cfg = load_config(path, [*rest, "--dataloader_num_workers", "2"])
+    back = load_config(save_config(cfg, tmp_path / "tunesmith_config.yaml"))
+    assert config_to_dict(back) == config_to_dict(cfg)
+    assert back.train.dialect == dialect

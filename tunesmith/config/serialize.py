@@ -55,7 +55,11 @@ def save_config(
     fields = fields_by_name()
     for section in config_to_dict(cfg, redact=True).values():
         for name, value in section.items():
-            if not (fields[name].info.secret and value == REDACTED):
+            if fields[name].info.secret and value == REDACTED:
+                continue
+            # values at their default are left out unless set: two names of one setting (an alias pair such as
+            # dataloader_num_workers / batching_workers) then never contradict each other when read back
+            if cfg.is_set(name) or value != plain(fields[name].default):
                 flat[name] = value
     if scrub is not None:
         flat = scrub(flat)

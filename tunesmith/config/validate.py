@@ -179,9 +179,12 @@ def _loader_workers(cfg: TunesmithConfig) -> None:
     them in the training thread, as HF's 0 does."""
     train = cfg.train
     if cfg.is_set("dataloader_num_workers"):
-        if cfg.is_set("batching_workers"):
+        if cfg.is_set("batching_workers") and train.batching_workers != train.dataloader_num_workers:
             raise _both(
-                cfg, "dataloader_num_workers", "batching_workers", "both set the batch-building threads"
+                cfg,
+                "dataloader_num_workers",
+                "batching_workers",
+                "both set the batch-building threads, to different numbers",
             )
         train.batching_workers = train.dataloader_num_workers
     if train.dataloader_prefetch_factor is not None and not train.batching_workers:
