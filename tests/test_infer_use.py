@@ -7,9 +7,9 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -165,37 +165,28 @@ def test_chat_without_streaming_prints_whole_answers():
     assert text.count("assistant: ") == 2 and "(history cleared)" in text
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(run_dir):
-    port = _free_port()
+    """`tunesmith serve` on a port the system picks (api_port=0): the printed address says which."""
     argv = [
         TUNESMITH,
         "serve",
         str(run_dir),
-        f"api_port={port}",
+        "api_port=0",
         f"api_key={KEY}",
         "max_new_tokens=64",
         "max_model_len=256",
     ]
     proc = subprocess.Popen(argv, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            assert proc.poll() is None, proc.stdout.read()
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail(f"the server did not start: {proc.stdout.read()}")
+    seen = []
+    for line in proc.stdout:  # ends when the process does
+        seen.append(line)
+        if line.startswith("serving "):
+            break
+    assert seen and seen[-1].startswith("serving run on http://127.0.0.1:"), "".join(seen)
+    url = seen[-1].split(" on ", 1)[1].strip().removesuffix("/v1")
+    threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep the pipe drained
+    assert httpx.get(f"{url}/health", timeout=30).json() == {"status": "ok"}
     yield url
     proc.terminate()
     proc.wait(timeout=30)

@@ -305,6 +305,7 @@ def serve(loaded: Loaded) -> None:
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((gen.api_host, gen.api_port))
+    sock.listen(128)  # connections made from now on wait in the backlog until uvicorn accepts them
     port = sock.getsockname()[1]
     if gen.api_host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning("api_host %s: the server is reachable from other machines", gen.api_host)
