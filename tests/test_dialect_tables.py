@@ -181,3 +181,10 @@ def test_bitsandbytes_options_reach_the_quantisation_config():
     lf = load_config(None, [*BASE, "--finetuning_type", "lora", "--quantization_bit", "4"])
     default = quantization_config(lf.model, torch.float32)
     assert (default.bnb_4bit_quant_type, default.bnb_4bit_use_double_quant) == ("nf4", True)
+
+
+def test_peer_command_names(capsys):
+    from tunesmith.cli import COMMANDS
+
+    assert COMMANDS["deploy"] is COMMANDS["serve"] and COMMANDS["web-ui"] is COMMANDS["board"]
+    assert main(["infer", "--help"]) == 0 and "usage: tunesmith infer" in capsys.readouterr().out

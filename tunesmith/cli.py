@@ -41,6 +41,9 @@ commands:
   args [--json]              every argument: name, aliases, type, default, help, spec sources
   version                    the tunesmith version
   env                        versions of the libraries and what this machine can use
+  COMMAND --help             what COMMAND does and its options
+
+The peers' command names work too: api, deploy (= serve), infer (= chat), webui, web-ui (= board).
 """
 
 
@@ -283,6 +286,11 @@ COMMANDS: dict[str, Command] = {
     "version": Command(cmd_version, {}, "version"),
     "env": Command(cmd_env, {}, "environment"),
 }
+
+# The peers' names for the same commands: LLaMA-Factory's `llamafactory-cli api|webui`, ms-swift's
+# `swift infer|deploy|web-ui`.
+COMMAND_ALIASES = {"api": "serve", "deploy": "serve", "infer": "chat", "webui": "board", "web-ui": "board"}
+COMMANDS.update({alias: COMMANDS[name] for alias, name in COMMAND_ALIASES.items()})
 
 
 def command_help(name: str, command: Command) -> str:
