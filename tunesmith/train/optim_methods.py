@@ -48,6 +48,7 @@ GALORE_FOR = {
     "paged_adamw_8bit": "GaLoreAdamW8bit",
     "adafactor": "GaLoreAdafactor",
 }
+PROJECTOR_CLASS = "__projector_class__"
 PACKAGES = {
     "galore_torch": "galore-torch",
     "apollo_torch": "apollo-torch",
@@ -208,6 +209,49 @@ def _split_low_rank(
     return [*groups, {**low, **extra}]
 
 
+def checkpointable_projectors(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """GaLore/APOLLO keep a projector object in each low-rank state: save it as a plain dict of its attributes
+    (tensors and numbers, loadable with weights_only) and rebuild it after loading, so checkpoints resume."""
+
+    def encode(_optimizer: Any, state_dict: dict[str, Any]) -> dict[str, Any]:
+        for key, entry in state_dict["state"].items():
+            if "projector" in entry and not isinstance(entry["projector"], dict):
+                projector = entry["projector"]
+                cls = type(projector)
+                encoded = {PROJECTOR_CLASS: f"{cls.__module__}:{cls.__qualname__}", **vars(projector)}
+                state_dict["state"][key] = {**entry, "projector": encoded}
+        return state_dict
+
+    def decode(_optimizer: Any, state_dict: dict[str, Any]) -> dict[str, Any]:
+        state = dict(state_dict["state"])
+        for key, entry in state.items():
+            encoded = entry.get("projector")
+            if isinstance(encoded, dict) and PROJECTOR_CLASS in encoded:
+                state[key] = {**entry, "projector": _rebuilt(encoded)}
+        return {**state_dict, "state": state}
+
+    def to_param_devices(opt: torch.optim.Optimizer) -> None:
+        for param, entry in opt.state.items():
+            matrix = getattr(entry.get("projector"), "ortho_matrix", None)
+            if isinstance(matrix, torch.Tensor):
+                entry["projector"].ortho_matrix = matrix.to(param.device)
+
+    optimizer.register_state_dict_post_hook(encode)
+    optimizer.register_load_state_dict_pre_hook(decode)
+    optimizer.register_load_state_dict_post_hook(to_param_devices)
+    return optimizer
+
+
+def _rebuilt(encoded: dict[str, Any]) -> Any:
+    """The projector object a checkpoint saved as a dict (only galore_torch / apollo_torch classes)."""
+    module, _, name = encoded[PROJECTOR_CLASS].partition(":")
+    if module.split(".")[0] not in ("galore_torch", "apollo_torch"):
+        raise ConfigError(f"resume: the checkpoint names an unexpected projector class {module}:{name}")
+    projector = object.__new__(getattr(importlib.import_module(module), name))
+    projector.__dict__.update({k: v for k, v in encoded.items() if k != PROJECTOR_CLASS})
+    return projector
+
+
 def _galore(model: torch.nn.Module, train: Any, methods: Any) -> torch.optim.Optimizer:
     if train.optim not in GALORE_FOR:
         raise ConfigError(
@@ -226,7 +270,7 @@ def _galore(model: torch.nn.Module, train: Any, methods: Any) -> torch.optim.Opt
     _, kwargs = _base_class(train, "use_galore")
     kwargs.pop("fused", None)
     logger.info("GaLore %s: %s", cls.__name__, extra)
-    return _make(cls, groups, {"lr": train.learning_rate, **kwargs}, "use_galore")
+    return checkpointable_projectors(_make(cls, groups, {"lr": train.learning_rate, **kwargs}, "use_galore"))
 
 
 def _apollo(model: torch.nn.Module, train: Any, methods: Any) -> torch.optim.Optimizer:
@@ -249,7 +293,7 @@ def _apollo(model: torch.nn.Module, train: Any, methods: Any) -> torch.optim.Opt
     )
     _, kwargs = _base_class(train, "use_apollo")
     logger.info("APOLLO: %s", extra)
-    return _make(cls, groups, {"lr": train.learning_rate, **kwargs}, "use_apollo")
+    return checkpointable_projectors(_make(cls, groups, {"lr": train.learning_rate, **kwargs}, "use_apollo"))
 
 
 def _hf_low_rank(model: torch.nn.Module, train: Any) -> torch.optim.Optimizer:
@@ -270,7 +314,7 @@ def _hf_low_rank(model: torch.nn.Module, train: Any) -> torch.optim.Optimizer:
         kwargs = {"scale_parameter": False, "relative_step": False, **kwargs}
     targets = low_rank_targets(model, train.optim_target_modules, "optim_target_modules")
     groups = _split_low_rank(model, targets, train.weight_decay, extra)
-    return _make(cls, groups, {"lr": train.learning_rate, **kwargs}, "optim_args")
+    return checkpointable_projectors(_make(cls, groups, {"lr": train.learning_rate, **kwargs}, "optim_args"))
 
 
 # --- BAdam / Adam-mini --------------------------------------------------------------------------------------------
