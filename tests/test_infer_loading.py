@@ -12,6 +12,7 @@ from transformers import AutoModelForCausalLM
 from tunesmith.config import load_config
 from tunesmith.infer.loading import inference_config, load_for_inference
 from tunesmith.infer.prompts import PromptBuilder
+from tunesmith.model.generation import decoding_from, generate
 from tunesmith.utils.errors import DataError
 
 
@@ -38,8 +39,17 @@ def test_adapter_folder_loads_on_its_base_with_the_run_settings(adapter_run, tin
         isinstance(loaded.model, PeftModel) and not loaded.model.training and loaded.name == adapter_run.name
     )
     assert loaded.model.get_base_model().config.use_cache
-    merged = load_for_inference(inference_config(str(adapter_run), ["merge_lora=true", "infer_dtype=bf16"]))
-    assert not isinstance(merged.model, PeftModel) and merged.model.dtype == torch.bfloat16
+    merged = load_for_inference(inference_config(str(adapter_run), ["merge_lora=true"]))
+    assert not isinstance(merged.model, PeftModel)
+    answers = [
+        generate(m.model, m.tokenizer, [[5, 6, 7, 8]], decoding_from(m.model, m.tokenizer, m.cfg.generation))[
+            0
+        ]
+        for m in (loaded, merged)
+    ]
+    assert answers[0].token_ids == answers[1].token_ids  # the adapter acts the same attached or merged
+    half = load_for_inference(inference_config(str(adapter_run), ["infer_dtype=bf16"]))
+    assert half.model.get_base_model().dtype == torch.bfloat16
 
 
 def test_prompts_match_the_chat_template_with_system_and_history():
