@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import logging
 import os
@@ -31,6 +32,13 @@ LOG_FILE = "trainer_log.jsonl"
 ASIDE_PREFIX = ".previous-"
 # files that show a folder holds an earlier run
 RUN_FILES = (LOG_FILE, "tunesmith_config.yaml", "model.safetensors", "adapter_model.safetensors")
+_WRITE_ERRORS = (
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+)  # a full or read-only disk
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)(\.tmp)?$")
 
 
@@ -99,7 +107,7 @@ def explained_failures(trainer: Any, output_dir: str | Path) -> Iterator[None]:
         raise DataError(f"{err}; {_stopped_at(trainer, output_dir)}") from None
     except (OSError, RuntimeError) as err:
         cause = err if isinstance(err, OSError) else err.__cause__
-        if not isinstance(cause, OSError):
+        if not isinstance(cause, OSError) or cause.errno not in _WRITE_ERRORS:
             raise
         what = cause.filename or output_dir
         raise TunesmithError(
