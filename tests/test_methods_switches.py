@@ -125,3 +125,16 @@ def test_lisa_on_several_processes_is_refused(monkeypatch):
                 "lisa_activated_layers=1",
             ],
         )
+
+
+def test_badam_resume_needs_resume_only_model(tmp_path):
+    base = [
+        "model=builtin:tiny",
+        "dataset=demo",
+        "dataset_dir=builtin:demo",
+        "finetuning_type=full",
+        "use_badam=true",
+    ]
+    with pytest.raises(ConfigError, match="use_badam"):
+        load_config(None, [*base, f"resume_from_checkpoint={tmp_path}"])
+    load_config(None, [*base, f"resume_from_checkpoint={tmp_path}", "resume_only_model=true"])

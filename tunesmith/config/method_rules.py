@@ -37,6 +37,11 @@ def check_method_options(cfg: TunesmithConfig) -> None:
     """Refuse a method option set (to a non-default value) without the switch or fine-tuning type it needs, and
     methods that change the trainable set while training on several processes."""
     _single_process_methods(cfg)
+    if cfg.methods.use_badam and cfg.train.resume_from_checkpoint and not cfg.methods.resume_only_model:
+        raise ConfigError(
+            f"{cfg.where('resume_from_checkpoint')} with use_badam: BAdam's active block and its float32 copies "
+            "are not in checkpoints, so a resumed run would mix blocks; set resume_only_model: true (weights only)"
+        )
     fields = fields_by_name()
     for prefixes, needs, on in SWITCHED:
         if on(cfg):
