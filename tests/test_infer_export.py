@@ -73,7 +73,7 @@ def test_qlora_merges_into_the_full_precision_base(tmp_path, tiny_model_dir, cap
     assert (merged.argmax(-1) == quantized.argmax(-1)).float().mean() > 0.8
 
 
-def test_export_size_shards_with_an_index(tmp_path, tiny_model_dir, capsys):
+def test_export_size_shards_with_an_index_and_legacy_bin(tmp_path, tiny_model_dir, capsys):
     adapter = _adapter(tiny_model_dir, tmp_path / "run", seed=5)
     assert _export(capsys, adapter, "export_size=0.0002", "--output", str(tmp_path / "sharded")) == 0
     shards = sorted(p.name for p in (tmp_path / "sharded").glob("model-*.safetensors"))
@@ -83,13 +83,22 @@ def test_export_size_shards_with_an_index(tmp_path, tiny_model_dir, capsys):
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "sharded")
     reference = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), adapter)
     torch.testing.assert_close(_logits(merged), _logits(reference), rtol=1e-5, atol=1e-5)
+    assert _export(capsys, adapter, "export_legacy_format=true", "--output", str(tmp_path / "bin")) == 0
+    assert (tmp_path / "bin/pytorch_model.bin").is_file() and not list(
+        (tmp_path / "bin").glob("*.safetensors")
+    )
+    legacy = AutoModelForCausalLM.from_pretrained(tmp_path / "bin")
+    torch.testing.assert_close(_logits(legacy), _logits(reference), rtol=1e-5, atol=1e-5)
 
 
 def test_refusals_before_any_work(tmp_path, tiny_model_dir, capsys):
     assert main(["export", str(tiny_model_dir), "export_hub_model_id=me/model", "export_dir=x"]) == 2
     assert "hf upload" in capsys.readouterr().err
-    assert main(["export", str(tiny_model_dir), "export_legacy_format=true", "export_dir=x"]) == 2
-    assert "safetensors only" in capsys.readouterr().err
+    assert (
+        main(["export", str(tiny_model_dir), "export_legacy_format=true", "export_size=1", "export_dir=x"])
+        == 2
+    )
+    assert "written as one file" in capsys.readouterr().err
     (tmp_path / "full").mkdir()
     (tmp_path / "full/keep.txt").write_text("mine")
     assert main(["export", str(tiny_model_dir), "--output", str(tmp_path / "full")]) == 2

@@ -29,8 +29,6 @@ REFUSED: dict[str, str] = {
     "push_to_hub": _HUB,
     "export_hub_model_id": "uploading an export to the Hub is not implemented (no network here); export with "
     "export_dir, then upload that folder with `hf upload REPO EXPORT_DIR`",
-    "export_legacy_format": "transformers 5 writes safetensors only (save_pretrained has no .bin option any more); "
-    "every current loader reads safetensors, so export without it",
     "hub_model_id": f"only used with push_to_hub: {_HUB}",
     "hub_strategy": f"only used with push_to_hub: {_HUB}",
     "hub_token": f"only used with push_to_hub: {_HUB}",

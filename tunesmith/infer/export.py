@@ -1,6 +1,7 @@
 """`tunesmith export`: a plain Hugging Face model folder from a run: the adapters merged into the base (a QLoRA
 base dequantised, i.e. loaded in full precision, first), or the weights of a sharded (torch distributed)
-checkpoint; sharded by `export_size`, with tokenizer, chat template and generation config."""
+checkpoint; sharded by `export_size` (or one legacy pytorch_model.bin), with tokenizer, chat template and generation
+config."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import torch
 from tunesmith.config.loader import TunesmithConfig
 from tunesmith.dist.checkpoint_io import load_dcp_model
 from tunesmith.infer.loading import load_for_inference
+from tunesmith.model.saving import safetensors_to_bin
 from tunesmith.utils.errors import ConfigError
 
 logger = logging.getLogger("tunesmith")
@@ -29,6 +31,11 @@ def export_model(cfg: TunesmithConfig, *, dcp: str | None = None) -> Path:
     out = Path(gen.export_dir).expanduser()
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{cfg.where('export_dir')}: {out} exists and is not empty; choose a new folder")
+    if gen.export_legacy_format and cfg.is_set("export_size"):
+        raise ConfigError(
+            f"{cfg.where('export_size')}: the legacy .bin export is written as one file; shard the safetensors "
+            "export instead (drop export_legacy_format)"
+        )
     _full_precision_base(cfg)
     loaded = load_for_inference(cfg, merge_all=True, device=_device(gen.export_device))
     model = loaded.model
@@ -38,6 +45,8 @@ def export_model(cfg: TunesmithConfig, *, dcp: str | None = None) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         model.save_pretrained(tmp, max_shard_size=f"{max(1, round(gen.export_size * 1e6))}KB")
+        if gen.export_legacy_format:
+            safetensors_to_bin(tmp)
         loaded.tokenizer.save_pretrained(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
