@@ -14,6 +14,7 @@ import torch.distributed as dist
 from tunesmith.utils.errors import ConfigError
 
 BACKENDS = ("gloo", "nccl", "mpi", "ccl", "hccl", "xccl")
+_SET_BY_US: set[str] = set()  # environment variables init_single_process added
 
 
 def default_backend() -> str:
@@ -45,8 +46,12 @@ def init_distributed(backend: str | None = None, timeout_s: int = 1800) -> bool:
 
 def init_single_process(backend: str | None = None, timeout_s: int = 1800) -> None:
     """A process group of this process alone (rank 0 of 1, on a free local port): FSDP2 or DeepSpeed asked for
-    without torchrun still run their engine, on one rank (e.g. ZeRO-3 offload on one GPU)."""
+    without torchrun still run their engine, on one rank (e.g. ZeRO-3 offload on one GPU). LOCAL_RANK=0 is set
+    for the group's lifetime when absent (DeepSpeed requires it); `cleanup` removes it again."""
     backend = backend or default_backend()
+    if "LOCAL_RANK" not in os.environ:
+        os.environ["LOCAL_RANK"] = "0"
+        _SET_BY_US.add("LOCAL_RANK")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -71,9 +76,11 @@ def is_main_process(on_each_node: bool = False) -> bool:
 
 
 def cleanup() -> None:
-    """Destroy the process group if one is active."""
+    """Destroy the process group if one is active (and drop what `init_single_process` set)."""
     if dist.is_initialized():
         dist.destroy_process_group()
+    while _SET_BY_US:
+        os.environ.pop(_SET_BY_US.pop(), None)
 
 
 @contextlib.contextmanager
