@@ -24,7 +24,8 @@ LLaMA-Factory's `llamafactory-cli train FILE` -> `tunesmith train FILE` (`export
 inference examples).
 
 Outcomes: **{ok}** (exit 0{ok_note}), **refused** (non-zero exit with a one-line error; the key it names is
-listed), **crash** (a traceback, a timeout, or an exit without a one-line error: each is a bug).
+listed), **crash** (a traceback, a timeout, or an exit without a one-line error: each is a bug); **skipped**:
+`export` / `chat` examples, which only the subprocess mode runs.
 Measured {date}.
 """
 
@@ -39,21 +40,17 @@ def per_source(outcomes: list[Outcome]) -> dict[str, Counter]:
 def format_summary(outcomes: list[Outcome]) -> str:
     """A Markdown table per source: configs, trained (or resolved), refused, crash, pass rate."""
     ok = "resolved" if any(o.status == "resolved" for o in outcomes) else "trained"
-    lines = [
-        f"| source | configs | {ok} | refused | crash | {ok} share |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
-    ]
     table = per_source(outcomes)
+    table["**all**"] = sum(table.values(), Counter())
+    columns = [ok, "refused", "crash"] + (["skipped"] if table["**all**"]["skipped"] else [])
+    lines = [
+        f"| source | configs | {' | '.join(columns)} | {ok} share |",
+        "| --- | ---: | " + "---: | " * len(columns) + "---: |",
+    ]
     for source, counts in table.items():
         total = sum(counts.values())
-        lines.append(
-            f"| {source} | {total} | {counts[ok]} | {counts['refused']} | {counts['crash']} | {counts[ok] / total:.0%} |"
-        )
-    total = len(outcomes)
-    done = sum(c[ok] for c in table.values())
-    refused = sum(c["refused"] for c in table.values())
-    crash = sum(c["crash"] for c in table.values())
-    lines.append(f"| **all** | {total} | {done} | {refused} | {crash} | {done / max(total, 1):.0%} |")
+        cells = " | ".join(str(counts[c]) for c in columns)
+        lines.append(f"| {source} | {total} | {cells} | {counts[ok] / max(total, 1):.0%} |")
     return "\n".join(lines)
 
 
@@ -82,11 +79,18 @@ def per_config(outcomes: list[Outcome]) -> str:
     return "\n".join(lines)
 
 
-def write_docs(path: Path, outcomes: list[Outcome], plan_only: bool) -> None:
+def write_docs(path: Path, outcomes: list[Outcome], plan_only: bool, in_process: bool = False) -> None:
     ok = "resolved" if plan_only else "trained"
+    mode = "2 training steps each"
+    if plan_only:
+        mode = (
+            "`tunesmith plan --no-data` in one process: --plan-only --in-process"
+            if in_process
+            else "`tunesmith plan`"
+        )
     header = HEADER.format(
         total=len(outcomes),
-        mode="`tunesmith plan`, with --plan-only" if plan_only else "2 training steps each",
+        mode=mode,
         ok=ok,
         ok_note="" if plan_only else ", the output folder has trainer_state.json",
         date=datetime.date.today().isoformat(),

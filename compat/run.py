@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps([o.as_dict() for o in outcomes], indent=1), encoding="utf-8")
     if args.docs:
-        write_docs(args.docs, outcomes, plan_only=args.plan_only)
+        write_docs(args.docs, outcomes, plan_only=args.plan_only, in_process=args.in_process)
     return 0
 
 

@@ -58,3 +58,27 @@ def test_three_representative_configs_train_two_steps(tmp_path):
         folder = tmp_path / by_key[name].source / by_key[name].path.stem
         state = json.loads((folder / "output" / "trainer_state.json").read_text())
         assert state["global_step"] == 2, name
+
+
+def test_runner_reads_shell_lines_and_errors_as_written():
+    from compat.entries import shell_words
+    from compat.flags import Flags
+    from compat.outcome import classify
+
+    words = shell_words(
+        "n=2\nNPROC_PER_NODE=$n \\\nswift sft --dataset 'a#5' b \\\n  --ga $(expr 16 / $n) --x=1\n"
+    )
+    assert words == ["NPROC_PER_NODE=2", "swift", "sft", "--dataset", "a#5", "b", "--ga", "8", "--x=1"]
+    flags = Flags.parse(words[3:])
+    flags.set("x", "2")
+    flags.set("max_steps", "2")
+    assert flags.tokens() == ["--dataset", "a#5", "b", "--ga", "8", "--x=2", "--max_steps", "2"]
+    assert classify(2, "", "tunesmith: error: unknown key 'plot_loss' (line 3)\n", "trained")[:2] == (
+        "refused",
+        "plot_loss",
+    )
+    assert (
+        classify(1, "", "Traceback (most recent call last):\n  ...\nKeyError: 'x'\n", "trained")[0] == "crash"
+    )
+    assert classify(1, "", "killed\n", "trained")[0] == "crash"
+    assert classify(None, "", "", "trained") == ("crash", "", "timed out")
