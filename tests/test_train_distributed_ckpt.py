@@ -84,7 +84,7 @@ def test_checkpoint_is_sharded(runs: dict[str, Path]) -> None:
     assert (ckpt / "COMPLETE").is_file() and (ckpt / "dcp" / ".metadata").is_file()
     assert not (ckpt / "model.safetensors").exists()
     assert {p.name for p in ckpt.glob("rng_state_*.pth")} == {"rng_state_0.pth", "rng_state_1.pth"}
-    assert "dcp/.metadata" in json.loads((ckpt / "COMPLETE").read_text())
+    assert "dcp/.metadata" in json.loads((ckpt / "COMPLETE").read_text())["files"]
 
 
 def assert_resumed_exactly(runs: dict[str, Path], name: str) -> None:
