@@ -29,7 +29,7 @@ KTO_STAGES = ("kto", "bco")
 
 def _qa(i: int) -> tuple[str, str, str]:
     a, b = i % 7 + 1, i % 5 + 2
-    return f"What is {a} plus {b}?", f"{a} plus {b} is {a + b}.", f"{a} plus {b} is {a * b + 1}."
+    return f"What is {a} plus {b}?", f"{a} plus {b} is {a + b}.", f"{a} plus {b} is {a + b + 1 + i % 3}."
 
 
 def _messages(q: str, a: str) -> list[dict[str, str]]:

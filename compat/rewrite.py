@@ -37,7 +37,6 @@ WORKER_KEYS = (
     "dataloader_num_workers",
 )  # capped at MAX_PROCS
 SWIFT_DATA = ("dataset", "val_dataset")
-TRL_DATA = ("dataset_name", "train_file", "validation_file")
 MAX_PROCS = 2
 
 
@@ -60,6 +59,12 @@ class RunFolder:
         if not path.exists():
             rows = fixtures.lf_rows(kind) if style == "lf" else fixtures.rows(style, kind)
             fixtures.write_rows(path, rows)
+        return str(path)
+
+    def text_file(self) -> str:
+        """A plain text file, one document per line (run_clm.py's `--train_file path.txt`)."""
+        path = self.data / "text.txt"
+        path.write_text("".join(r["text"] + "\n" for r in fixtures.rows("trl", "pt")), encoding="utf-8")
         return str(path)
 
     def kind(self, *hints: str | None) -> str:
@@ -268,11 +273,11 @@ def _swift_dataset(run: RunFolder, value: str) -> str:
 
 def _trl_flags(run: RunFolder) -> None:
     flags = run.inv.flags
-    for key in TRL_DATA:
-        value = flags.value(key)
-        if value:
-            kind = "pt" if key != "dataset_name" else run.kind(value)
-            flags.set(key, run.data_file(kind, "trl"))
+    if flags.value("dataset_name"):
+        flags.set("dataset_name", run.data_file(run.kind(flags.value("dataset_name")), "trl"))
+    for key in ("train_file", "validation_file"):  # run_clm.py: csv, json or txt; the README's are text files
+        if flags.value(key):
+            flags.set(key, run.text_file())
     if flags.get("dataset_config_name") and flags.remove("dataset_config_name"):
         run.inv.notes.append(
             "--dataset_config_name dropped with the hub dataset it selected a configuration of"

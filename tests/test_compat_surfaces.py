@@ -16,6 +16,7 @@ from tunesmith.config.catalog import argument_catalog
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "surface_coverage.py"
 REQUIRED = {
+    "hf_run_clm": 0.83,
     "lf_v0": 0.97,
     "lf_v0_main": 1.0,
     "lf_v1": 1.0,
