@@ -4,7 +4,7 @@ chat_template_path."""
 from __future__ import annotations
 
 import pytest
-from helpers import tiny_tokenizer, write_json
+from helpers import tiny_tokenizer, write_json, write_jsonl
 
 from tunesmith.config import load_config
 from tunesmith.data.batching import build_batcher
@@ -123,3 +123,16 @@ def test_custom_chat_template_and_lazy_tokenize_refusal():
         load_config(
             None, ["model=builtin:tiny", "dataset=demo", "dataset_dir=builtin:demo", "lazy_tokenize=true"]
         )
+
+
+def test_dataset_text_field_names_the_text_column(tmp_path):
+    write_jsonl(
+        tmp_path / "t.jsonl", [{"body": "alpha beta gamma", "id": 1}, {"body": "delta epsilon", "id": 2}]
+    )
+    base = ["model=builtin:tiny", f"dataset={tmp_path / 't.jsonl'}", "cutoff_len=32"]
+    cfg = load_config(None, [*base, "stage=pt", "dataset_text_field=body", "packing=false"])
+    train = build_datasets(cfg, tiny_tokenizer()).train
+    tok = tiny_tokenizer()
+    assert sorted(tok.decode(r["input_ids"]).strip() for r in train)[0].startswith("alpha beta gamma")
+    with pytest.raises(ConfigError, match="dataset_text_field"):
+        build_datasets(load_config(None, [*base, "dataset_text_field=body"]), tiny_tokenizer())

@@ -36,6 +36,7 @@ KEY_FIELDS = (
     "truncation_strategy",
     "model_name",
     "model_author",
+    "dataset_text_field",
     "template",
     "train_on_prompt",
     "mask_history",

@@ -118,6 +118,8 @@ class _Job:
             raise ConfigError(
                 "dataset: no training dataset given (a dataset_info.json name, a file path or a hub id)"
             )
+        if data.dataset_text_field:
+            text_column(self.specs, data.dataset_text_field, self.stage)
         if self.stage == "pt":
             concatenate = not (_explicitly_off(cfg, "packing") and not data.packing)
             eos_id = pretrain_eos_id(tokenizer, data.template)
@@ -214,11 +216,25 @@ class _Job:
             return {}
         # our own cache decides reuse; a fresh fingerprint also spares `datasets` from hashing the tokenizer
         return {
-            "num_proc": _num_proc(self.data.preprocessing_num_workers, len(ds), self.data.preprocessing_batch_size),
+            "num_proc": _num_proc(
+                self.data.preprocessing_num_workers, len(ds), self.data.preprocessing_batch_size
+            ),
             "load_from_cache_file": False,
             "new_fingerprint": uuid.uuid4().hex,
             "desc": desc,
         }
+
+
+def text_column(specs: dict[str, list[DatasetSpec]], column: str, stage: str) -> None:
+    """TRL's dataset_text_field: the text column of datasets given by path or hub id (plain text trains with
+    stage pt here: every token is a label, as TRL's language-modelling SFT)."""
+    if stage != "pt":
+        raise ConfigError(
+            f"dataset_text_field: plain-text data trains with stage: pt here (every token a label); now stage "
+            f"{stage!r}, whose data are conversations (messages, instruction/output ...)"
+        )
+    for spec in [s for group in specs.values() for s in group if s.auto_format]:
+        spec.columns.setdefault("text", column)
 
 
 def _num_proc(asked: int | None, rows: int, batch_size: int) -> int | None:
@@ -229,7 +245,9 @@ def _num_proc(asked: int | None, rows: int, batch_size: int) -> int | None:
         return None
     usable = min(asked, os.cpu_count() or 1, max(1, -(-rows // max(1, batch_size))))
     if usable < asked:
-        logger.info("preprocessing_num_workers: %d asked, %d used (cores and batches available)", asked, usable)
+        logger.info(
+            "preprocessing_num_workers: %d asked, %d used (cores and batches available)", asked, usable
+        )
     return usable if usable > 1 else None
 
 

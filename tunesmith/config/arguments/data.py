@@ -84,6 +84,9 @@ class DataArguments:
     model_author: list[str] | None = arg(
         None, "Self-cognition data: replaces {{AUTHOR}}; one name, or two (Chinese, English)."
     )
+    dataset_text_field: str | None = arg(
+        None, "Column holding the text of plain-text datasets given by path or hub id (TRL); stage pt."
+    )
     lazy_tokenize: bool = arg(False, "Tokenize in the data loader instead of ahead (refused: see streaming).")
     truncation_strategy: str | None = arg(
         None,
