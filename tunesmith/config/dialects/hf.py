@@ -58,6 +58,12 @@ NAMES: dict[str, Entry] = {
         "is a Trackio setting; Trackio is not a supported report_to backend (use tensorboard, wandb, "
         "swanlab or mlflow)",
     ),
+    "generation_num_beams": alias("eval_num_beams"),
+    "generation_max_length": refuse("caps the total length of generated sequences; set max_new_tokens"),
+    "generation_config": refuse(
+        "loads a GenerationConfig for predict_with_generate; set the generation "
+        "arguments (max_new_tokens, num_beams, do_sample, temperature ...) instead"
+    ),
     "sortish_sampler": refuse("is for encoder-decoder (seq2seq) models; use group_by_length", False),
     "train_file": alias("dataset"),
     "validation_file": alias("eval_dataset"),

@@ -250,6 +250,24 @@ NAMES: dict[str, Entry] = {
     ),
     "profiler_repeat": fixed(1, "the profiler records one window (profile_step_start .. profile_step_end)"),
     "profile_modules": refuse("names modules to profile separately; the profiler records the whole step"),
+    "use_kv_cache": fixed(True, "generation always uses the KV cache"),
+    **{
+        name: refuse(
+            "quantises the exported model with GPTQ, which is not implemented; export in full precision "
+            "(tunesmith export) and quantise it with a GPTQ tool"
+        )
+        for name in (
+            "export_quantization_bit",
+            "export_quantization_dataset",
+            "export_quantization_nsamples",
+            "export_quantization_maxlen",
+        )
+    },
+    "max_length": refuse(
+        "is the total length of generated sequences in LLaMA-Factory; set max_new_tokens for "
+        "generation and cutoff_len for training",
+        1024,
+    ),
     "plot_loss": fixed(True, "tunesmith always writes the loss plot (training_loss.png) into output_dir"),
     "compute_accuracy": fixed(True, "evaluation always reports token accuracy (eval_accuracy)"),
 }
@@ -293,4 +311,5 @@ DEFAULTS = {
     ),
 }
 
-DIALECT = Dialect("lf", "LLaMA-Factory v0", NAMES, MARKERS, DEFAULTS)
+# `max_length` is cutoff_len in tunesmith, ms-swift and TRL, but a generation length in LLaMA-Factory.
+DIALECT = Dialect("lf", "LLaMA-Factory v0", NAMES, MARKERS, DEFAULTS, overrides=frozenset({"max_length"}))

@@ -260,6 +260,9 @@ TRAINING = {
         "gives a loss per eval dataset)"
     ),
     "safe_serialization": alias("save_safetensors"),
+    "host": alias("api_host"),
+    "port": alias("api_port"),
+    "max_batch_size": alias("per_device_eval_batch_size"),
     "max_shard_size": refuse(
         "shards the weights saved by training; tunesmith writes the trained model whole and "
         "shards on export: tunesmith export OUTPUT_DIR export_size=GB",
