@@ -148,7 +148,8 @@ def _mindspeed_defaults(run: RunFolder, config: dict[str, Any]) -> None:
         run.inv.notes.append("model.model_name_or_path added (the launch script passes it)")
     data = config.setdefault("data", {})
     if "dataset" not in data and not run.inv.flags.get("data.dataset"):
-        data["dataset"] = "corpus_data"
+        # pre-training scripts pass the raw file inline (`--data.dataset '{"file_name": ...}'`), fine-tuning ones a name
+        data["dataset"] = {"file_name": "corpus.json"} if run.inv.stage == "pt" else "corpus_data"
         run.inv.notes.append("data.dataset added (the launch script passes it)")
 
 
