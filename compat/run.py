@@ -1,6 +1,6 @@
 """Run every corpus config through the real tunesmith CLI for 2 steps (or `plan` with --plan-only) and classify it.
 
-Usage: .venv/bin/python -m compat.run [--plan-only] [--source lf_v0 ...] [--only SUBSTRING] [--jobs N]
+Usage: .venv/bin/python -m compat.run [--plan-only [--in-process]] [--source lf_v0 ...] [--only SUBSTRING ...] [--jobs N]
        [--docs docs/COMPAT.md] [--json FILE] [--keep DIR]   (`make compat` runs it in full and writes docs/COMPAT.md)
 """
 
@@ -135,14 +135,16 @@ def main(argv: list[str] | None = None) -> int:
         help="with --plan-only: `plan --no-data` in this process (seconds)",
     )
     parser.add_argument("--source", nargs="*", default=list(SOURCES), choices=SOURCES)
-    parser.add_argument("--only", default="", help="entries whose source/file contains this")
+    parser.add_argument(
+        "--only", nargs="*", default=[], help="entries whose source/file contains one of these"
+    )
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=None, help="seconds per entry (600 train, 120 plan)")
     parser.add_argument("--docs", type=Path, default=None, help="write this Markdown report (docs/COMPAT.md)")
     parser.add_argument("--json", type=Path, default=None, help="write the outcomes as JSON")
     parser.add_argument("--keep", type=Path, default=None, help="keep the run folders here")
     args = parser.parse_args(argv)
-    entries = [e for e in discover(tuple(args.source)) if args.only in e.key]
+    entries = [e for e in discover(tuple(args.source)) if not args.only or any(o in e.key for o in args.only)]
     timeout = args.timeout or (120 if args.plan_only else 600)
     with tempfile.TemporaryDirectory(prefix="tunesmith-compat-") as tmp:
         work = args.keep or Path(tmp)
