@@ -27,6 +27,11 @@ Outcomes: **{ok}** (exit 0{ok_note}), **refused** (non-zero exit with a one-line
 listed), **crash** (a traceback, a timeout, or an exit without a one-line error: each is a bug); **skipped**:
 `export` / `chat` examples, which only the subprocess mode runs.
 Measured {date}.
+
+Refreshing: `compat/gather.py` re-reads the peers' git mirrors into the corpus (`compat/corpus/MANUAL.tsv` lists
+the files written by hand); `scripts/extract_surfaces.py` re-extracts the argument surfaces that
+`scripts/surface_coverage.py` and `tests/test_compat_surfaces.py` measure; `tests/test_compat_corpus.py` plans every
+corpus entry in the test suite and trains three of them.
 """
 
 
