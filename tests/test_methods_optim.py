@@ -4,6 +4,7 @@ with equal logits."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from methods_helpers import changed, logits, micro_batches, setup, snapshot, trainer_for
@@ -151,3 +152,31 @@ def test_low_rank_checkpoint_resumes_exactly(tmp_path, tiny, option):
     assert half.state.global_step == 2 and again.state.global_step == 4
     for (name, a), (_, b) in zip(straight.named_parameters(), resumed.named_parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-6), name
+
+
+BNB_NAMES = ["paged_lion_8bit", "rmsprop_bnb_8bit", "ademamix", "ademamix_8bit", "lion_32bit"]
+
+
+@pytest.mark.parametrize("name", BNB_NAMES)
+def test_bnb_optim_names_match_transformers_choice(tmp_path, name):
+    from transformers import Trainer as HfTrainer
+    from transformers import TrainingArguments as HfArgs
+
+    from tunesmith.config import load_config
+    from tunesmith.train.optimizers import build_optimizer
+
+    hf_cls, hf_kwargs = HfTrainer.get_optimizer_cls_and_kwargs(
+        HfArgs(output_dir=str(tmp_path), optim=name, use_cpu=True)
+    )
+    cfg = load_config(None, [f"optim={name}", "learning_rate=1e-3"], validate=False)
+    model = torch.nn.Linear(64, 4096)
+    optimizer = build_optimizer(model, cfg.train)
+    assert isinstance(optimizer, hf_cls)
+    for key in ("betas", "alpha", "eps"):
+        if key in hf_kwargs:
+            assert tuple(np.atleast_1d(optimizer.defaults[key])) == tuple(np.atleast_1d(hf_kwargs[key])), key
+    assert optimizer.args.optim_bits == hf_kwargs["optim_bits"]
+    before = model.weight.detach().clone()
+    model(torch.randn(2, 64)).sum().backward()
+    optimizer.step()
+    assert not torch.equal(model.weight, before)

@@ -76,6 +76,15 @@ def _adam(train: Any) -> dict[str, Any]:
     return {"betas": (train.adam_beta1, train.adam_beta2), "eps": train.adam_epsilon}
 
 
+def _betas(train: Any) -> dict[str, Any]:
+    return {"betas": (train.adam_beta1, train.adam_beta2)}
+
+
+def _ademamix(train: Any) -> dict[str, Any]:
+    """transformers' AdEMAMix defaults: a third beta of 0.9999 and alpha 5 (optim_args may change them)."""
+    return {"betas": (train.adam_beta1, train.adam_beta2, 0.9999), "alpha": 5.0, "eps": train.adam_epsilon}
+
+
 def _adafactor() -> Callable[..., torch.optim.Optimizer]:
     from transformers.optimization import Adafactor
 
@@ -93,6 +102,13 @@ OPTIMIZERS: dict[str, tuple[Callable[[], Callable], Callable[[Any], dict[str, An
     "lion": (lambda: _bnb("Lion"), lambda t: {"betas": (t.adam_beta1, t.adam_beta2)}),
     "lion_32bit": (lambda: _bnb("Lion"), lambda t: {"betas": (t.adam_beta1, t.adam_beta2)}),
     "lion_8bit": (lambda: _bnb("Lion8bit"), lambda t: {"betas": (t.adam_beta1, t.adam_beta2)}),
+    "paged_lion_32bit": (lambda: _bnb("Lion"), lambda t: {**_betas(t), "optim_bits": 32, "is_paged": True}),
+    "paged_lion_8bit": (lambda: _bnb("Lion"), lambda t: {**_betas(t), "optim_bits": 8, "is_paged": True}),
+    "rmsprop_bnb": (lambda: _bnb("RMSprop"), lambda t: {"optim_bits": 32}),
+    "rmsprop_bnb_8bit": (lambda: _bnb("RMSprop"), lambda t: {"optim_bits": 8}),
+    "rmsprop_bnb_32bit": (lambda: _bnb("RMSprop"), lambda t: {"optim_bits": 32}),
+    "ademamix": (lambda: _bnb("AdEMAMix"), lambda t: {**_ademamix(t), "optim_bits": 32}),
+    "ademamix_8bit": (lambda: _bnb("AdEMAMix"), lambda t: {**_ademamix(t), "optim_bits": 8}),
     "adafactor": (_adafactor, lambda t: {"scale_parameter": False, "relative_step": False}),
     "sgd": (lambda: torch.optim.SGD, lambda t: {}),
     "adagrad": (lambda: torch.optim.Adagrad, lambda t: {}),
