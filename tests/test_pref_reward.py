@@ -1,6 +1,6 @@
 """Reward models (stage rm): parity with TRL 1.16's RewardTrainer (tokens; loss, grad norm, accuracy, margin,
-mean_reward per step; full and LoRA, gradient accumulation 2, center_rewards_coefficient), and `tunesmith rm`
-writing a model that loads as AutoModelForSequenceClassification and scores text."""
+mean_reward per step; full and LoRA, gradient accumulation 2, center_rewards_coefficient), and `tunesmith rm` (with
+evaluation) writing a model that loads as AutoModelForSequenceClassification and scores text."""
 
 from __future__ import annotations
 
@@ -132,11 +132,17 @@ def test_rm_command_saves_a_sequence_classifier(processed, tmp_path, monkeypatch
             "report_to=none",
             "save_strategy=no",
             "disable_tqdm=true",
+            "val_size=0.25",
+            "eval_strategy=steps",
+            "eval_steps=2",
         ]
     )
     assert code == 0
     log = [json.loads(line) for line in (out / "trainer_log.jsonl").read_text().splitlines()]
-    assert {"accuracy", "margin", "mean_reward"} <= set(log[-1])
+    assert {"accuracy", "margin", "mean_reward"} <= set(log[-2])
+    assert {"eval_loss", "eval_accuracy", "eval_margin"} <= set(
+        log[-1]
+    )  # the stage's metrics on the eval set
     model = AutoModelForSequenceClassification.from_pretrained(out).eval()
     tok = tiny_tokenizer()
     batch = tok(["Red is a colour.", "No idea"], return_tensors="pt", padding=True)
