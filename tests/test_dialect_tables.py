@@ -188,3 +188,37 @@ def test_peer_command_names(capsys):
 
     assert COMMANDS["deploy"] is COMMANDS["serve"] and COMMANDS["web-ui"] is COMMANDS["board"]
     assert main(["infer", "--help"]) == 0 and "usage: tunesmith infer" in capsys.readouterr().out
+
+
+def test_method_conversions():
+    swift = load_config(
+        None,
+        [
+            *BASE,
+            "--tuner_type",
+            "lora",
+            "--init_weights",
+            "pissa_niter_4",
+            "--loss_scale",
+            "last_round",
+            "--lora_dtype",
+            "AUTO",
+        ],
+    )
+    assert swift.methods.init_lora_weights == "pissa_niter_4" and swift.data.mask_history
+    assert swift.methods.lora_dtype is None
+    with pytest.raises(ConfigError, match="'loss_scale'.*per-token loss weights are not implemented"):
+        load_config(None, [*BASE, "--tuner_type", "lora", "--loss_scale", "react"])
+    pro = load_config(
+        None,
+        [*BASE, "--train_type", "llamapro", "--llamapro_num_new_blocks", "2", "--split_dataset_ratio", "0"],
+    )
+    assert pro.model.finetuning_type == "full" and pro.methods.use_llama_pro
+    trl = load_config(None, [*BASE, "--use_peft", "--truncation_mode", "keep_end"])
+    assert trl.data.truncation_strategy == "left" and trl.model.finetuning_type == "lora"
+    clm = load_config(
+        None,
+        [*BASE, "--train_file", "x.txt", "--config_overrides", "hidden_size=32,rope_theta=1e4"],
+        validate=False,
+    )
+    assert clm.methods.model_kwargs == {"hidden_size": 32, "rope_theta": 1e4} and clm.data.dataset == "x.txt"

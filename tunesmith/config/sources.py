@@ -151,10 +151,11 @@ def parse_overrides(tokens: list[str]) -> list[Setting]:
 
 
 def _flag_values(tokens: list[str], start: int) -> list[str]:
-    """The values after a `--flag`: every token up to the next `--flag` that is not itself `key=value`."""
+    """The values after a `--flag`: the next token (whatever it holds, e.g. `n_embd=10,resid_pdrop=0.2`), then
+    every further token up to the next `--flag` or `key=value` override."""
     values: list[str] = []
     for token in tokens[start:]:
-        if token.startswith("--") or _is_assignment(token):
+        if token.startswith("--") or (values and _is_assignment(token)):
             break
         values.append(token)
     return values

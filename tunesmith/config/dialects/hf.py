@@ -27,6 +27,24 @@ def validation_percentage(value: Any) -> dict[str, Any]:
     return {"val_size": float(value) / 100.0}
 
 
+def config_overrides(value: Any) -> dict[str, Any]:
+    """run_clm's `--config_overrides "n_embd=10,resid_pdrop=0.2"` (with train_from_scratch) -> model_kwargs."""
+    pairs = [part.split("=", 1) for part in str(value).split(",") if part.strip()]
+    if any(len(pair) != 2 for pair in pairs):
+        raise ConfigError(f"{value!r}: write name=value pairs separated by commas")
+    return {"model_kwargs": {name.strip(): _scalar(text.strip()) for name, text in pairs}}
+
+
+def _scalar(text: str) -> Any:
+    """`10` -> 10, `1e4` -> 10000.0, `true` -> True, anything else stays text (as run_clm reads them)."""
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            continue
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
 def block_size(value: Any) -> dict[str, Any]:
     """run_clm's `block_size`: texts are concatenated and cut into blocks of this many tokens (stage pt)."""
     return {"cutoff_len": value}
@@ -66,6 +84,15 @@ NAMES: dict[str, Entry] = {
     ),
     "sortish_sampler": refuse("is for encoder-decoder (seq2seq) models; use group_by_length", False),
     "train_file": alias("dataset"),
+    "tokenizer_name": alias("tokenizer_name_or_path"),
+    "token": alias("hf_hub_token"),
+    "config_name": refuse(
+        "builds the model from another config; put that config.json in a folder and pass it as "
+        "model_name_or_path with train_from_scratch: true"
+    ),
+    "config_overrides": convert(
+        config_overrides, "model_kwargs (config values set before the model is built)"
+    ),
     "validation_file": alias("eval_dataset"),
     "dataset_config_name": refuse(
         "picks a hub dataset's configuration; write the dataset as an inline spec "

@@ -101,6 +101,50 @@ def _stopping(value: Any) -> dict[str, Any]:
     return {"mix_strategy": modes[key]}
 
 
+LORA_INITS = ("true", "false", "gaussian", "pissa", "olora", "orthogonal")
+
+
+def init_weights(value: Any) -> dict[str, Any]:
+    """`--init_weights true|false|gaussian|pissa|pissa_niter_N|olora|orthogonal` -> init_lora_weights."""
+    key = str(value).strip().lower()
+    if key in ("true", "false"):
+        return {"init_lora_weights": key == "true"}
+    if key in LORA_INITS or key.startswith("pissa_niter_"):
+        return {"init_lora_weights": key}
+    raise ConfigError(
+        f"{value!r}: this LoRA initialisation is not implemented; choose one of: "
+        f"{', '.join(LORA_INITS)}, pissa_niter_<n>"
+    )
+
+
+LOSS_SCALES = {"default": {}, "last_round": {"mask_history": True}, "all": {"train_on_prompt": True}}
+
+
+def loss_scale(value: Any) -> dict[str, Any]:
+    """`--loss_scale default|last_round|all` -> the prompt/history masking; weighted schemes are refused."""
+    key = str(value).strip().lower()
+    if key not in LOSS_SCALES:
+        raise ConfigError(
+            f"{value!r}: per-token loss weights are not implemented; choose one of: "
+            f"{', '.join(LOSS_SCALES)} (default trains on the responses)"
+        )
+    return LOSS_SCALES[key]
+
+
+def tuner_type(value: Any) -> dict[str, Any]:
+    """`--tuner_type` (`--train_type`) -> finetuning_type; ms-swift's llamapro is LLaMA-Pro (full weights of the
+    new blocks only)."""
+    key = str(value).strip().lower()
+    if key == "llamapro":
+        return {"finetuning_type": "full", "use_llama_pro": True}
+    return {"finetuning_type": key}
+
+
+def lora_dtype(value: Any) -> dict[str, Any]:
+    """`--lora_dtype AUTO` keeps the model's dtype (tunesmith's unset)."""
+    return {"lora_dtype": None if str(value).strip().lower() == "auto" else value}
+
+
 def _task_type(value: Any) -> dict[str, Any]:
     key = str(value).strip().lower()
     if key == "causal_lm":
@@ -220,7 +264,15 @@ TEMPLATE = {
     ),
 }
 MODEL = {
-    "tuner_type": alias("finetuning_type"),
+    "tuner_type": convert(tuner_type, "finetuning_type (llamapro: use_llama_pro)"),
+    "train_type": convert(tuner_type, "finetuning_type (llamapro: use_llama_pro)"),
+    "init_weights": convert(init_weights, "init_lora_weights"),
+    "lora_dtype": convert(lora_dtype, "lora_dtype (AUTO: the model's)"),
+    "model_kwargs": refuse(
+        "passes model-specific options to ms-swift's model code as environment variables; "
+        "tunesmith's model_kwargs sets model config values: state dialect: tunesmith to use "
+        "that"
+    ),
     "quant_method": convert(quant_method, "bnb: bitsandbytes, with quant_bits as quantization_bit"),
     "quant_bits": alias("quantization_bit"),
     "hqq_axis": refuse(notes.QUANT_BACKEND),
@@ -255,6 +307,7 @@ TRAINING = {
     "rlhf_type": convert(rlhf_type, "stage (dpo, kto, rm) and pref_loss (orpo, simpo)"),
     "loss_type": convert(loss_type, "pref_loss for rlhf (sigmoid, hinge, ipo ...); dft: use_dft_loss"),
     "enable_dft_loss": alias("use_dft_loss"),
+    "loss_scale": convert(loss_scale, "default: responses; last_round: mask_history; all: train_on_prompt"),
     "enable_channel_loss": refuse(
         "reports the loss per data channel; not implemented (eval_on_each_dataset "
         "gives a loss per eval dataset)"
@@ -454,4 +507,12 @@ DEFAULTS = {
 }
 
 # `max_length` is tunesmith's cutoff_len alias and means the same in ms-swift: no override needed.
-DIALECT = Dialect("swift", "ms-swift", NAMES, MARKERS, DEFAULTS)
+# tunesmith names that ms-swift spells with other values or another meaning.
+DIALECT = Dialect(
+    "swift",
+    "ms-swift",
+    NAMES,
+    MARKERS,
+    DEFAULTS,
+    overrides=frozenset({"train_type", "lora_dtype", "model_kwargs"}),
+)

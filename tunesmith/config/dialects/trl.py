@@ -56,12 +56,12 @@ def load_in(bits: int):
 
 
 def truncation_mode(value: Any) -> dict[str, Any]:
-    """`keep_start` (TRL's default) cuts the end, as tunesmith does; `keep_end` is not implemented."""
-    if str(value).strip().lower() != "keep_start":
-        raise ConfigError(
-            f"{value!r}: tunesmith truncates the end of a sequence (keep_start); keep_end is not implemented"
-        )
-    return {}
+    """`keep_start` (TRL's default) cuts the end: truncation_strategy right; `keep_end` keeps the end: left."""
+    modes = {"keep_start": "right", "keep_end": "left"}
+    key = str(value).strip().lower()
+    if key not in modes:
+        raise ConfigError(f"{value!r} is not allowed; choose one of: {', '.join(modes)}")
+    return {"truncation_strategy": modes[key]}
 
 
 def _truthy(value: Any) -> bool:
@@ -78,7 +78,7 @@ NAMES: dict[str, Entry] = {
     "assistant_only_loss": convert(assistant_only, "train_on_prompt: not assistant_only_loss"),
     "padding_free": convert(padding_free, "batching_strategy: padding_free"),
     "packing_strategy": convert(packing_strategy, "best-fit packing (bfd) is tunesmith's packing"),
-    "truncation_mode": convert(truncation_mode, "keep_start: the end is cut"),
+    "truncation_mode": convert(truncation_mode, "truncation_strategy (keep_start: right, keep_end: left)"),
     "dataset_num_proc": alias("preprocessing_num_workers"),
     "pad_to_multiple_of": refuse(
         "pads batches to a multiple; tunesmith pads to the longest sequence, or packs", "auto"
