@@ -154,3 +154,16 @@ def test_sync_ref_model_mixes_the_policy_into_the_reference():
     trainer.state.global_step = 4
     sync.on_step_end(trainer, {})
     assert torch.allclose(reference.weight, 0.6 * policy.weight + 0.4 * before)
+
+
+def test_sft_only_loss_options_are_refused():
+    from tunesmith.config import load_config
+    from tunesmith.recipes.preference import check_supported
+    from tunesmith.utils.errors import ConfigError
+
+    for option in ("label_smoothing_factor=0.1", "chunk_loss_size=64", "auto_find_batch_size=true"):
+        cfg = load_config(
+            None, ["model_name_or_path=builtin:tiny", "dataset=x", "stage=dpo", option], validate=False
+        )
+        with pytest.raises(ConfigError, match=option.split("=")[0]):
+            check_supported(cfg)

@@ -38,6 +38,21 @@ def disable_dropout(model: nn.Module) -> None:
             setattr(config, name, 0.0)
 
 
+# SFT loss options the preference objectives do not apply: refused rather than ignored
+SFT_ONLY = {
+    "label_smoothing_factor": "token label smoothing (for DPO use dpo_label_smoothing)",
+    "chunk_loss_size": "chunked token cross-entropy",
+    "auto_find_batch_size": "halving micro-batches (it would split chosen from rejected)",
+}
+
+
+def check_supported(cfg: TunesmithConfig) -> None:
+    """Options of the SFT loss path that a preference stage cannot honour: a ConfigError naming the key."""
+    for name, what in SFT_ONLY.items():
+        if getattr(cfg.train, name):
+            raise ConfigError(f"{cfg.where(name)}: {what} is not used by stage {cfg.train.stage}; unset it")
+
+
 class PreferenceStage:
     """Builds the StageParts of a preference stage around `make_objective`."""
 
@@ -71,6 +86,7 @@ class PreferenceStage:
 
     def load_model(self, cfg: TunesmithConfig, tokenizer: Any) -> nn.Module:
         """The policy, and (before adapters are added) the reference it is compared with."""
+        check_supported(cfg)
         model = self.load(cfg, tokenizer)
         self.tokenizer = tokenizer
         if cfg.preference.disable_dropout:
