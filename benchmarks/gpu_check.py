@@ -123,7 +123,7 @@ def part_throughput(out: Path, cuda: bool) -> dict[str, Any]:
         return {
             "status": "skipped",
             "reason": "no CUDA: ran one toy CPU job",
-            "cpu_plumbing": row["steps"] == 2,
+            "cpu_plumbing": row["steps"] == 3 and row["valid_tokens"] > 0,
         }
     peak = in_child(matmul_peak, 8, 8192, 20, "cuda", True)
     rows = []

@@ -8,7 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
 if [ -x .venv/bin/python ] && [ -z "${PYTHON:-}" ]; then PY=.venv/bin/python; fi
-if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
+# the wheels are built for the device's Python 3.12: installed only for a real run under a Python 3.12
+if [[ " $* " != *" --dry-run "* ]] && ls .whl/*.whl >/dev/null 2>&1 \
+    && "$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))'; then
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
   export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
 fi
