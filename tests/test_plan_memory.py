@@ -59,6 +59,11 @@ def test_zero3_offload_and_fp32_adamw_states() -> None:
     eight_bit = estimate(shape, RunSetup(optimizer="adamw_8bit"))
     assert eight_bit.optimizer == 2 * PSI
     assert estimate(shape, RunSetup(optimizer="sgd")).optimizer == 0
+    fsdp = estimate(
+        shape, RunSetup(sharding="fsdp2", world=8, offload_params=True)
+    )  # fp32 weights, grads, AdamW
+    assert (fsdp.weights, fsdp.gradients, fsdp.optimizer) == (0, 0, 0)
+    assert fsdp.offloaded == pytest.approx(16 * PSI / 8, abs=8)
 
 
 def test_lora_trains_rank_times_in_plus_out_per_target() -> None:

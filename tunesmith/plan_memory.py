@@ -191,7 +191,7 @@ def optimizer_bytes(shape: ModelShape, run: RunSetup, trainable: int) -> int:
     """Optimizer state of the trainable parameters (before sharding; master weights included)."""
     scale = DTYPE_BYTES[run.param_dtype] / 4 if not run.master_weights else 1.0
     master = 4 * trainable if run.master_weights else 0
-    if run.finetuning != "full" or run.optimizer in STATE_BYTES and not run.galore_rank:
+    if run.finetuning != "full" or (run.optimizer in STATE_BYTES and not run.galore_rank):
         per = STATE_BYTES.get(run.optimizer, 8)
         return int(trainable * per * scale) + master
     mats = [m for _ in range(shape.layers) for m in _layer_matrices(shape)]
@@ -277,12 +277,15 @@ def estimate(shape: ModelShape, run: RunSetup) -> MemoryEstimate:
     weights = _shard(weights, n if stage >= 3 else 1)
     grads = _shard(grads, n if stage >= 2 else 1)
     optim = _shard(optim, n if stage >= 1 else 1)
-    if run.offload_optimizer or (run.offload_params and run.sharding == "fsdp2"):
-        offloaded += optim
-        optim = 0
+    fsdp_offload = (
+        run.offload_params and run.sharding == "fsdp2"
+    )  # CPUOffloadPolicy: weights, grads and state
+    if run.offload_optimizer or fsdp_offload:
+        offloaded, optim = offloaded + optim, 0
     if run.offload_params:
-        offloaded += weights + (grads if run.sharding == "fsdp2" else 0)
-        weights, grads = 0, grads if run.sharding != "fsdp2" else 0
+        offloaded, weights = offloaded + weights, 0
+    if fsdp_offload:
+        offloaded, grads = offloaded + grads, 0
     linear, other = shape.layer_params()
     working = 0
     if stage >= 3:  # the gathered layer and the prefetched next one, plus the unsharded gradient of one layer
