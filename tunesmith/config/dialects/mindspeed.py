@@ -24,6 +24,13 @@ def _log_memory(value: Any) -> dict[str, Any]:
 
 NAMES: dict[str, Entry] = {
     "deterministic": alias("full_determinism"),
+    "use_checkpoint_opt_param_scheduler": alias("keep_checkpoint_hparams"),
+    "override_opt_param_scheduler": refuse(
+        "makes the config's optimizer and schedule values win over a resumed "
+        "checkpoint's, which tunesmith refuses when they differ; start a new "
+        "run, or keep the checkpoint's with keep_checkpoint_hparams",
+        False,
+    ),
     "log_throughput": alias("include_tokens_per_second"),
     "log_cpu_memory": convert(_log_memory, "skip_memory_metrics: not log_cpu_memory"),
     "infer_backend": fixed("huggingface", "generation runs on the transformers model"),
