@@ -66,6 +66,13 @@ def test_zero3_offload_and_fp32_adamw_states() -> None:
     assert fsdp.offloaded == pytest.approx(16 * PSI / 8, abs=8)
 
 
+def test_every_optimizer_has_a_state_size() -> None:
+    from tunesmith.plan_memory import STATE_BYTES
+    from tunesmith.train.optimizers import OPTIMIZERS
+
+    assert set(OPTIMIZERS) - set(STATE_BYTES) <= {"adafactor"}  # adafactor's depends on the matrix shapes
+
+
 def test_lora_trains_rank_times_in_plus_out_per_target() -> None:
     shape = ModelShape.from_config(LLAMA_7B)
     est = estimate(shape, RunSetup(finetuning="lora", lora_rank=16, lora_targets=("q_proj", "v_proj")))

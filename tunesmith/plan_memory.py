@@ -31,6 +31,13 @@ STATE_BYTES = {
     "lion": 4,
     "lion_32bit": 4,
     "lion_8bit": 1,
+    "paged_lion_32bit": 4,
+    "paged_lion_8bit": 1,
+    "ademamix": 12,  # two first moments and a second moment
+    "ademamix_8bit": 3,
+    "rmsprop_bnb": 4,
+    "rmsprop_bnb_32bit": 4,
+    "rmsprop_bnb_8bit": 1,
     "sgd": 0,
     "adagrad": 4,
     "rmsprop": 4,
