@@ -222,3 +222,24 @@ def test_method_conversions():
         validate=False,
     )
     assert clm.methods.model_kwargs == {"hidden_size": 32, "rope_theta": 1e4} and clm.data.dataset == "x.txt"
+
+
+def test_tunesmith_names_alone_keep_tunesmith_defaults():
+    cfg = load_config(
+        None,
+        [
+            *BASE,
+            "--attn_impl",
+            "sdpa",
+            "--train_type",
+            "lora",
+            "--global_batch_size",
+            "8",
+            "--recompute",
+            "true",
+            "--micro_batch_size",
+            "4",
+        ],
+    )
+    assert cfg.dialect.name == "tunesmith" and cfg.dialect.defaults == {}
+    assert cfg.train.learning_rate == 5e-5 and cfg.train.weight_decay == 0.0

@@ -205,9 +205,6 @@ MARKERS = frozenset(
         "mp_replicate_size",
         "dp_size",
         "save_ckpt_as_hf",
-        "micro_batch_size",
-        "global_batch_size",
-        "enable_activation_checkpointing",
     }
 )
 

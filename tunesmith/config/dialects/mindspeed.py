@@ -96,24 +96,20 @@ NAMES: dict[str, Entry] = {
     "next_tokens": refuse(notes.NPU, 0),
 }
 
+# Keys only MindSpeed-LLM configs write (its spec names that tunesmith's own configs use, such as recompute or
+# model_id, do not count).
 MARKERS = frozenset(
     {
-        "model_id",
-        "log_throughput",
-        "fsdp_implementation",
         "ep_dispatcher",
-        "use_triton_gdn",
-        "gdn_chunk_size",
-        "moe_grouped_gemm",
-        "use_fused_rmsnorm",
-        "data_manager_type",
-        "profile_level",
-        "save_hf_weights",
-        "train_iters",
+        "fsdp_implementation",
+        "log_throughput",
         "lr_decay_style",
-        "seq_length",
-        "recompute",
-        "load",
+        "train_iters",
+        "hook_modules",
+        "enable_chunk_batch",
+        "indexer_loss_coeff",
+        "deterministic",
+        "data_manager_type",
     }
 )
 

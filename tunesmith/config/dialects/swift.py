@@ -455,7 +455,6 @@ NAMES: dict[str, Entry] = {
 MARKERS = frozenset(
     {
         "tuner_type",
-        "train_type",
         "split_dataset_ratio",
         "dataset_num_proc",
         "lazy_tokenize",
@@ -473,7 +472,6 @@ MARKERS = frozenset(
         "sequence_parallel_size",
         "packing_length",
         "tuner_backend",
-        "attn_impl",
         "enable_dft_loss",
         "init_weights",
         "add_version",
