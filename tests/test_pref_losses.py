@@ -161,7 +161,13 @@ def test_sft_only_loss_options_are_refused():
     from tunesmith.recipes.preference import check_supported
     from tunesmith.utils.errors import ConfigError
 
-    for option in ("label_smoothing_factor=0.1", "chunk_loss_size=64", "auto_find_batch_size=true"):
+    options = (
+        "label_smoothing_factor=0.1",
+        "chunk_loss_size=64",
+        "auto_find_batch_size=true",
+        "router_aux_loss_coef=0.01",
+    )
+    for option in options:
         cfg = load_config(
             None, ["model_name_or_path=builtin:tiny", "dataset=x", "stage=dpo", option], validate=False
         )

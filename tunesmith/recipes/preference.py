@@ -51,6 +51,11 @@ def check_supported(cfg: TunesmithConfig) -> None:
     for name, what in SFT_ONLY.items():
         if getattr(cfg.train, name):
             raise ConfigError(f"{cfg.where(name)}: {what} is not used by stage {cfg.train.stage}; unset it")
+    if cfg.model.router_aux_loss_coef:
+        raise ConfigError(
+            f"{cfg.where('router_aux_loss_coef')}: the MoE router loss is not added to the preference losses yet; "
+            "unset it (or 0)"
+        )
 
 
 class PreferenceStage:
