@@ -8,6 +8,7 @@ from typing import Any
 
 TRACEBACK = "Traceback (most recent call last)"
 ERROR_LINE = re.compile(r"^tunesmith: (error: |unknown command )(.*)$", re.M)
+EXCEPTION_LINE = re.compile(r"^(\[rank\d+\]: )?[\w.]*(Error|Exception|Interrupt)\b")
 QUOTED = re.compile(r"""['"`]([A-Za-z_][\w.\-]*)['"`]""")
 
 
@@ -38,14 +39,23 @@ def refusal_key(message: str) -> str:
     return head if head and " " not in head else ""
 
 
+def _crash_line(text: str) -> str:
+    """What a traceback says: a one-line error printed beside it, else the last exception line."""
+    found = ERROR_LINE.search(text)
+    if found:
+        return f"traceback beside the error: {found.group(2)}"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if EXCEPTION_LINE.match(line)]
+    return (errors or lines or ["traceback"])[-1]
+
+
 def classify(rc: int | None, stdout: str, stderr: str, ok_status: str) -> tuple[str, str, str]:
     """(status, key, message) from an exit code (None: timed out) and the output."""
     text = stdout + "\n" + stderr
     if rc is None:
         return "crash", "", "timed out"
     if TRACEBACK in text:
-        tail = [line for line in text.splitlines() if line.strip()]
-        return "crash", "", (tail[-1] if tail else "traceback")[:300]
+        return "crash", "", _crash_line(text)[:300]
     if rc == 0:
         return ok_status, "", ""
     found = ERROR_LINE.search(stderr)
