@@ -39,6 +39,11 @@ class Entry:
         return f"refused: {self.note}"
 
 
+def truthy(value: Any) -> bool:
+    """A flag's value as written in YAML (true) or on a command line ("true", "yes", "1")."""
+    return value is True or (isinstance(value, str) and value.strip().lower() in ("true", "yes", "1"))
+
+
 def alias(target: str) -> Entry:
     """The name means canonical argument `target`."""
     return Entry("alias", target=target)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from tunesmith.config.dialects import notes
-from tunesmith.config.dialects.base import Dialect, Entry, HomeDefault, alias, convert, fixed, refuse
+from tunesmith.config.dialects.base import Dialect, Entry, HomeDefault, alias, convert, fixed, refuse, truthy
 from tunesmith.utils.errors import ConfigError
 
 ATTENTION = {
@@ -36,24 +36,20 @@ def _quantization_method(value: Any) -> dict[str, Any]:
 
 
 def _swanlab_switch(value: Any) -> dict[str, Any]:
-    return {"report_to": "swanlab"} if _truthy(value) else {}
+    return {"report_to": "swanlab"} if truthy(value) else {}
 
 
 def _pure_bf16(value: Any) -> dict[str, Any]:
     """LF `pure_bf16`: weights and compute in bf16, no fp32 master copy."""
-    return {"torch_dtype": "bfloat16", "bf16": False} if _truthy(value) else {}
+    return {"torch_dtype": "bfloat16", "bf16": False} if truthy(value) else {}
 
 
 def _profiler(value: Any) -> dict[str, Any]:
-    return {"profile": True} if _truthy(value) else {}
-
-
-def _truthy(value: Any) -> bool:
-    return value is True or (isinstance(value, str) and value.strip().lower() in ("true", "yes", "1"))
+    return {"profile": True} if truthy(value) else {}
 
 
 def _muon(value: Any) -> dict[str, Any]:
-    return {"optim_config": {"name": "muon"}} if _truthy(value) else {}
+    return {"optim_config": {"name": "muon"}} if truthy(value) else {}
 
 
 def _profile_start(name: str):

@@ -15,11 +15,12 @@ from tunesmith.config.dialects.base import (
     fixed,
     refuse,
     refuse_all,
+    truthy,
 )
 
 
 def _log_memory(value: Any) -> dict[str, Any]:
-    return {"skip_memory_metrics": not (value is True or str(value).strip().lower() == "true")}
+    return {"skip_memory_metrics": not truthy(value)}
 
 
 NAMES: dict[str, Entry] = {

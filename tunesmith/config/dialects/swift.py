@@ -17,6 +17,7 @@ from tunesmith.config.dialects.base import (
     inert,
     refuse,
     refuse_all,
+    truthy,
 )
 from tunesmith.utils import dist_env
 from tunesmith.utils.errors import ConfigError
@@ -64,7 +65,7 @@ def quant_method(value: Any) -> dict[str, Any]:
 
 def padding_free(value: Any) -> dict[str, Any]:
     """`--padding_free true` -> batching_strategy padding_free (packed rows, attention kept per sequence)."""
-    return {"batching_strategy": "padding_free"} if _truthy(value) else {}
+    return {"batching_strategy": "padding_free"} if truthy(value) else {}
 
 
 def packing_strategy(value: Any) -> dict[str, Any]:
@@ -80,13 +81,9 @@ def packing_strategy(value: Any) -> dict[str, Any]:
 
 def _invert(target: str):
     def fn(value: Any) -> dict[str, Any]:
-        return {target: not _truthy(value)}
+        return {target: not truthy(value)}
 
     return fn
-
-
-def _truthy(value: Any) -> bool:
-    return value is True or (isinstance(value, str) and value.strip().lower() in ("true", "yes", "1"))
 
 
 def _interleave(value: Any) -> dict[str, Any]:

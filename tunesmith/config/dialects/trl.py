@@ -13,6 +13,7 @@ from tunesmith.config.dialects.base import (
     convert,
     fixed,
     refuse,
+    truthy,
 )
 from tunesmith.config.dialects.swift import packing_strategy, padding_free
 from tunesmith.utils.errors import ConfigError
@@ -35,22 +36,22 @@ def loss_type(value: Any) -> dict[str, Any]:
 
 def completion_only(value: Any) -> dict[str, Any]:
     """`completion_only_loss: true` trains only on the completion (tunesmith's default masking)."""
-    return {} if value is None else {"train_on_prompt": not _truthy(value)}
+    return {} if value is None else {"train_on_prompt": not truthy(value)}
 
 
 def assistant_only(value: Any) -> dict[str, Any]:
     """`assistant_only_loss: true` trains only on assistant turns; false (TRL's default) on every token."""
-    return {"train_on_prompt": not _truthy(value)}
+    return {"train_on_prompt": not truthy(value)}
 
 
 def use_peft(value: Any) -> dict[str, Any]:
     """The TRL scripts' `--use_peft`: LoRA."""
-    return {"finetuning_type": "lora"} if _truthy(value) else {}
+    return {"finetuning_type": "lora"} if truthy(value) else {}
 
 
 def load_in(bits: int):
     def fn(value: Any) -> dict[str, Any]:
-        return {"quantization_bit": bits} if _truthy(value) else {}
+        return {"quantization_bit": bits} if truthy(value) else {}
 
     return fn
 
@@ -62,10 +63,6 @@ def truncation_mode(value: Any) -> dict[str, Any]:
     if key not in modes:
         raise ConfigError(f"{value!r} is not allowed; choose one of: {', '.join(modes)}")
     return {"truncation_strategy": modes[key]}
-
-
-def _truthy(value: Any) -> bool:
-    return value is True or (isinstance(value, str) and value.strip().lower() in ("true", "yes", "1"))
 
 
 NAMES: dict[str, Entry] = {
