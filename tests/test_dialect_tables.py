@@ -243,3 +243,17 @@ def test_tunesmith_names_alone_keep_tunesmith_defaults():
     )
     assert cfg.dialect.name == "tunesmith" and cfg.dialect.defaults == {}
     assert cfg.train.learning_rate == 5e-5 and cfg.train.weight_decay == 0.0
+
+
+def test_trl_label_smoothing_follows_trl():
+    sigmoid = load_config(
+        None, [*BASE, "--stage", "dpo", "--beta", "0.2", "--label_smoothing", "0.1", "--dialect", "trl"]
+    )
+    assert sigmoid.preference.dpo_label_smoothing == 0.0 and sigmoid.preference.pref_beta == 0.2
+    robust = load_config(
+        None,
+        [*BASE, "--stage", "dpo", "--loss_type", "robust", "--label_smoothing", "0.1", "--dialect", "trl"],
+    )
+    assert robust.preference.dpo_label_smoothing == 0.1 and robust.preference.pref_loss == "robust"
+    lf = load_config(None, [*BASE, "--stage", "dpo", "--label_smoothing", "0.1"])  # LF/tunesmith: cDPO
+    assert lf.preference.dpo_label_smoothing == 0.1

@@ -27,6 +27,7 @@ class Entry:
     fn: Converter | None = None
     note: str = ""
     value: Any = None
+    contextual: bool = False  # `fn(value, context)`: context maps the config's other keys to their raw values
 
     def describe(self) -> str:
         """One line for `tunesmith args` and `tunesmith plan`."""
@@ -52,6 +53,11 @@ def alias(target: str) -> Entry:
 def convert(fn: Converter, note: str) -> Entry:
     """The value is converted by `fn` onto tunesmith arguments; `note` says onto which."""
     return Entry("convert", fn=fn, note=note)
+
+
+def convert_in_context(fn: Callable[[Any, Mapping[str, Any]], Mapping[str, Any]], note: str) -> Entry:
+    """Like `convert`, for a name whose meaning depends on the config's other keys (their raw values)."""
+    return Entry("convert", fn=fn, note=note, contextual=True)
 
 
 def fixed(value: Any, note: str) -> Entry:

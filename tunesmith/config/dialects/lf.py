@@ -246,6 +246,11 @@ NAMES: dict[str, Entry] = {
     ),
     "profiler_repeat": fixed(1, "the profiler records one window (profile_step_start .. profile_step_end)"),
     "profile_modules": refuse("names modules to profile separately; the profiler records the whole step"),
+    "pref_bco_weight": refuse(
+        "mixes BCO's loss into DPO, which is not implemented; the paired BCO loss runs as "
+        "pref_loss: bco_pair",
+        0.0,
+    ),
     "use_kv_cache": fixed(True, "generation always uses the KV cache"),
     **{
         name: refuse(

@@ -43,8 +43,9 @@ def translate(settings: list[Setting], *, hint: str | None = None) -> tuple[list
     dialect, reason = _choose(stated, rest, hint)
     report = DialectReport(dialect.name, dialect.system, reason)
     out: list[Setting] = [dataclasses.replace(s, key="dialect", value=dialect.name) for s in stated[-1:]]
+    context = {normalize_key(s.key): s.value for s in rest}
     for setting in rest:
-        out += _translate_one(setting, dialect, report)
+        out += _translate_one(setting, dialect, report, context)
     return out, report
 
 
@@ -81,7 +82,9 @@ def _detect(settings: list[Setting], hint: str | None) -> tuple[Dialect, str]:
     return NATIVE, "no system-specific keys: tunesmith's own defaults (those of transformers)"
 
 
-def _translate_one(setting: Setting, dialect: Dialect, report: DialectReport) -> list[Setting]:
+def _translate_one(
+    setting: Setting, dialect: Dialect, report: DialectReport, context: dict[str, Any]
+) -> list[Setting]:
     key = normalize_key(setting.key)
     if "." in key:
         return [setting]  # a dotted plugin key (dist_config.name): the loader merges it
@@ -90,7 +93,7 @@ def _translate_one(setting: Setting, dialect: Dialect, report: DialectReport) ->
         return [setting]
     how = entry.describe()
     report.taken.append({"key": setting.key, "origin": setting.origin, "system": system, "how": how})
-    return _apply(entry, setting, system)
+    return _apply(entry, setting, system, context)
 
 
 def _entry_for(key: str, setting: Setting, dialect: Dialect) -> tuple[Entry | None, str]:
@@ -115,14 +118,14 @@ def _entry_for(key: str, setting: Setting, dialect: Dialect) -> tuple[Entry | No
     return None, ""
 
 
-def _apply(entry: Entry, setting: Setting, system: str) -> list[Setting]:
+def _apply(entry: Entry, setting: Setting, system: str, context: dict[str, Any]) -> list[Setting]:
     where = f"{setting.key!r} ({setting.origin})"
     origin = f"{setting.origin}, {system}'s {setting.key!r}"
     if entry.kind == "alias":
         return [dataclasses.replace(setting, key=entry.target, origin=origin)]
     if entry.kind == "convert":
         try:
-            mapped = dict(entry.fn(setting.value))
+            mapped = dict(entry.fn(setting.value, context) if entry.contextual else entry.fn(setting.value))
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
         return [Setting(k, v, origin, setting.layer) for k, v in mapped.items() if v is not None]

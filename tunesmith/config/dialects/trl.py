@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from tunesmith.config.dialects.base import (
@@ -11,6 +12,7 @@ from tunesmith.config.dialects.base import (
     HomeDefault,
     alias,
     convert,
+    convert_in_context,
     fixed,
     refuse,
     truthy,
@@ -32,6 +34,16 @@ def loss_type(value: Any) -> dict[str, Any]:
     if lowered == ["kto"]:
         return {}
     return {"pref_loss": lowered if len(lowered) > 1 else lowered[0]}
+
+
+def label_smoothing(value: Any, context: Mapping[str, Any]) -> dict[str, Any]:
+    """TRL applies `label_smoothing` to the robust loss only (its sigmoid loss ignores it); tunesmith's
+    dpo_label_smoothing also smooths sigmoid (cDPO, as LLaMA-Factory does), so it is passed on for robust only."""
+    losses = context.get("loss_type", "sigmoid")
+    names = losses if isinstance(losses, list) else str(losses).split(",")
+    if "robust" in [str(n).strip().lower() for n in names]:
+        return {"dpo_label_smoothing": value}
+    return {}
 
 
 def completion_only(value: Any) -> dict[str, Any]:
@@ -70,6 +82,9 @@ NAMES: dict[str, Entry] = {
     "loss_type": convert(
         loss_type,
         "SFT: nll (default) or dft (use_dft_loss); DPO/KTO: pref_loss (a list is weighted by loss_weights)",
+    ),
+    "label_smoothing": convert_in_context(
+        label_smoothing, "dpo_label_smoothing for the robust loss (TRL's sigmoid ignores it)"
     ),
     "completion_only_loss": convert(completion_only, "train_on_prompt: not completion_only_loss"),
     "assistant_only_loss": convert(assistant_only, "train_on_prompt: not assistant_only_loss"),
@@ -162,4 +177,5 @@ DEFAULTS = {
     "cutoff_len": HomeDefault(1024, why="TRL's max_length defaults to 1024"),
 }
 
-DIALECT = Dialect("trl", "TRL", NAMES, MARKERS, DEFAULTS, overrides=frozenset())
+# tunesmith's `label_smoothing` (alias of dpo_label_smoothing) also smooths sigmoid; TRL's does not.
+DIALECT = Dialect("trl", "TRL", NAMES, MARKERS, DEFAULTS, overrides=frozenset({"label_smoothing"}))
