@@ -257,3 +257,32 @@ def test_trl_label_smoothing_follows_trl():
     assert robust.preference.dpo_label_smoothing == 0.1 and robust.preference.pref_loss == "robust"
     lf = load_config(None, [*BASE, "--stage", "dpo", "--label_smoothing", "0.1"])  # LF/tunesmith: cDPO
     assert lf.preference.dpo_label_smoothing == 0.1
+
+
+def test_negated_flags_sections_and_who_says_it(tmp_path):
+    cfg = load_config(None, [*BASE, "--no_remove_unused_columns", "--no_disable_tqdm"])
+    assert cfg.train.remove_unused_columns is False and cfg.train.disable_tqdm is False
+    with pytest.raises(ConfigError) as err:  # a TRL-style line: the refusal does not say ms-swift
+        load_config(None, [*BASE, "--use_peft", "--reward_funcs", "accuracy"])
+    assert "ms-swift" not in str(err.value) and "online generation" in str(err.value)
+    path = tmp_path / "ms.yaml"
+    path.write_text("model:\n  model_name_or_path: builtin:tiny\noptimization:\n  use_fused_rmsnorm: false\n")
+    assert load_config(path, validate=False).model.use_fused_rmsnorm is False
+
+
+def test_multimodal_rows_are_refused(tmp_path):
+    from tunesmith.data import build_datasets
+    from tunesmith.model import load_tokenizer
+
+    rows = [
+        {
+            "messages": [{"role": "user", "content": "<image>hi"}, {"role": "assistant", "content": "a"}],
+            "images": ["a.png"],
+        }
+    ]
+    (tmp_path / "mm.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    cfg = load_config(
+        None, ["--model", "builtin:tiny", "--dataset", str(tmp_path / "mm.jsonl"), "report_to=none"]
+    )
+    with pytest.raises(ConfigError, match="column 'images' holds multimodal inputs"):
+        build_datasets(cfg, load_tokenizer(cfg))

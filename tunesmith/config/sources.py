@@ -30,6 +30,7 @@ SECTION_KEYS = (
     "training",
     "parallel",
     "profiling",
+    "optimization",  # MindSpeed-LLM's section for kernel switches
     "preference",
     "methods",
     "generation",

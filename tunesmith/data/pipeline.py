@@ -177,6 +177,7 @@ class _Job:
         )
         first = first_row(raw, spec)
         columns = list(first)
+        _refuse_media(spec, columns)
         preference = self.stage in PREFERENCE_STAGES
         if spec.auto_format:
             (detect_preference_format if preference else detect_format)(spec, columns, first, self.stage)
@@ -237,18 +238,36 @@ def text_column(specs: dict[str, list[DatasetSpec]], column: str, stage: str) ->
         spec.columns.setdefault("text", column)
 
 
+_ROWS_PER_PROC = 2000  # below this a worker process costs more (fork, pickling) than it saves
+
+
 def _num_proc(asked: int | None, rows: int, batch_size: int) -> int | None:
-    """Worker processes for `datasets.map`: what the config asks, but no more than this machine's cores or the
-    number of batches there are (a 16-process map on a 2-core machine, common in LLaMA-Factory configs, only
-    forks processes that wait, and can exhaust memory)."""
+    """Worker processes for `datasets.map`: what the config asks, but no more than this machine's cores, the
+    number of batches, or one per _ROWS_PER_PROC rows (a 16-process map of a small set on a 2-core machine,
+    common in LLaMA-Factory configs, only forks processes that wait, and they were seen to die mid-map)."""
     if not asked or asked <= 1:
         return None
-    usable = min(asked, os.cpu_count() or 1, max(1, -(-rows // max(1, batch_size))))
+    usable = min(
+        asked, os.cpu_count() or 1, max(1, -(-rows // max(1, batch_size))), max(1, rows // _ROWS_PER_PROC)
+    )
     if usable < asked:
         logger.info(
             "preprocessing_num_workers: %d asked, %d used (cores and batches available)", asked, usable
         )
     return usable if usable > 1 else None
+
+
+MEDIA_COLUMNS = ("images", "videos", "audios", "image", "video", "audio")
+
+
+def _refuse_media(spec: DatasetSpec, columns: list[str]) -> None:
+    """Rows with images, videos or audio are multimodal data: refused, never trained on as text alone."""
+    media = [c for c in columns if c in MEDIA_COLUMNS]
+    if media:
+        raise ConfigError(
+            f"dataset {spec.name!r}: column {media[0]!r} holds multimodal inputs, which tunesmith does not train "
+            "(text-only causal LMs); drop the column, or use the peer system for vision/audio-language training"
+        )
 
 
 def _explicitly_off(cfg: Any, name: str) -> bool:

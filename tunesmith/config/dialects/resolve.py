@@ -7,7 +7,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from tunesmith.config.dialects.base import Dialect, Entry
+from tunesmith.config.dialects.base import Dialect, Entry, truthy
 from tunesmith.config.dialects.registry import DIALECTS, NATIVE
 from tunesmith.config.schema import alias_table, normalize_key
 from tunesmith.config.sources import Setting
@@ -86,6 +86,9 @@ def _translate_one(
     setting: Setting, dialect: Dialect, report: DialectReport, context: dict[str, Any]
 ) -> list[Setting]:
     key = normalize_key(setting.key)
+    negated = _negated(key, setting)
+    if negated is not None:
+        return [negated]
     if "." in key:
         return [setting]  # a dotted plugin key (dist_config.name): the loader merges it
     entry, system = _entry_for(key, setting, dialect)
@@ -93,7 +96,19 @@ def _translate_one(
         return [setting]
     how = entry.describe()
     report.taken.append({"key": setting.key, "origin": setting.origin, "system": system, "how": how})
-    return _apply(entry, setting, system, context)
+    speaker = f"{system}'s {setting.key}" if system == dialect.system else setting.key
+    return _apply(entry, setting, speaker, context)
+
+
+def _negated(key: str, setting: Setting) -> Setting | None:
+    """HF argparse's `--no_remove_unused_columns` is `remove_unused_columns: false` (a bare flag only)."""
+    if not key.startswith("no_") or key in alias_table() or key[3:] not in alias_table():
+        return None
+    if not truthy(setting.value):
+        raise ConfigError(
+            f"{setting.key!r} ({setting.origin}): a --no_ flag takes no value; write {key[3:]}=..."
+        )
+    return dataclasses.replace(setting, key=key[3:], value=False)
 
 
 def _entry_for(key: str, setting: Setting, dialect: Dialect) -> tuple[Entry | None, str]:
@@ -118,9 +133,10 @@ def _entry_for(key: str, setting: Setting, dialect: Dialect) -> tuple[Entry | No
     return None, ""
 
 
-def _apply(entry: Entry, setting: Setting, system: str, context: dict[str, Any]) -> list[Setting]:
+def _apply(entry: Entry, setting: Setting, speaker: str, context: dict[str, Any]) -> list[Setting]:
+    """`speaker` names the key in messages: "ms-swift's use_vllm" in an ms-swift config, "use_vllm" elsewhere."""
     where = f"{setting.key!r} ({setting.origin})"
-    origin = f"{setting.origin}, {system}'s {setting.key!r}"
+    origin = f"{setting.origin}, {speaker}"
     if entry.kind == "alias":
         return [dataclasses.replace(setting, key=entry.target, origin=origin)]
     if entry.kind == "convert":
@@ -131,13 +147,11 @@ def _apply(entry: Entry, setting: Setting, system: str, context: dict[str, Any])
         return [Setting(k, v, origin, setting.layer) for k, v in mapped.items() if v is not None]
     if entry.kind == "fixed":
         if not _same(setting.value, entry.value):
-            raise ConfigError(
-                f"{where}: {system}'s {setting.key} can only be {entry.value!r} here: {entry.note}"
-            )
+            raise ConfigError(f"{where}: {speaker} can only be {entry.value!r} here: {entry.note}")
         return []
     if setting.value in _ASKS_NOTHING or _same(setting.value, entry.value):
         return []
-    raise ConfigError(f"{where}: {system}'s {setting.key} {entry.note}")
+    raise ConfigError(f"{where}: {speaker} {entry.note}")
 
 
 def _same(value: Any, expected: Any) -> bool:

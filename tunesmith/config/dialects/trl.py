@@ -118,6 +118,18 @@ NAMES: dict[str, Entry] = {
     "use_weighting": refuse("is WPO weighting, which is not implemented", False),
     "discopop_tau": refuse("belongs to the DiscoPOP loss, which is not implemented", 0.05),
     "use_peft": convert(use_peft, "finetuning_type: lora"),
+    "num_processes": refuse(
+        "is passed to accelerate by TRL's CLI; start more processes with NPROC_PER_NODE=N "
+        "(tunesmith runs torchrun itself)",
+        1,
+    ),
+    "accelerate_config": refuse(
+        "names an accelerate config for TRL's CLI; tunesmith does not run accelerate: use "
+        "NPROC_PER_NODE and dist_config (fsdp2 or deepspeed)"
+    ),
+    "teacher_model_name_or_path": refuse(
+        "configures GKD/distillation from a teacher, which needs online generation; not implemented here"
+    ),
     "lora_r": alias("lora_rank"),
     "lora_target_parameters": alias("target_parameters"),
     "model_init_kwargs": alias("model_kwargs"),
