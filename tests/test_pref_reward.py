@@ -149,3 +149,36 @@ def test_rm_command_saves_a_sequence_classifier(processed, tmp_path, monkeypatch
     with torch.no_grad():
         scores = model(**batch).logits
     assert scores.shape == (2, 1) and torch.isfinite(scores).all()
+
+
+def test_lora_on_the_reward_model_with_all_linear_targets_and_checkpointing():
+    """LLaMA-Factory's reward example (lora_target: all, gradient checkpointing on by its default) builds."""
+    from tunesmith.config import load_config
+    from tunesmith.model import load_tokenizer, prepare_for_training
+    from tunesmith.model.value_head import load_reward_model
+
+    cfg = load_config(
+        None,
+        [
+            "--model",
+            "builtin:tiny",
+            "--stage",
+            "rm",
+            "--finetuning_type",
+            "lora",
+            "--lora_target",
+            "all",
+            "--plot_loss",
+            "true",
+            "--dataset",
+            "demo",
+            "--dataset_dir",
+            "builtin:demo",
+            "report_to=none",
+        ],
+    )
+    assert cfg.dialect.name == "lf" and cfg.train.gradient_checkpointing
+    tokenizer = load_tokenizer(cfg)
+    model = prepare_for_training(load_reward_model(cfg, tokenizer), cfg)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert any("lora_A" in n for n in trainable) and any(".score." in n for n in trainable)
