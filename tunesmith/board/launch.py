@@ -67,11 +67,14 @@ def check_config(
         return {}, [problem]
     with heavy.LOCK, tempfile.TemporaryDirectory() as tmp:
         from tunesmith.config import load_config
+        from tunesmith.config.validate import validate_config
 
         path = Path(tmp) / CONFIG_NAME
         path.write_text(text, encoding="utf-8")
         try:
-            plan = plan_summary(load_config(path, overrides_for(root, name)), count_data=count_data)
+            cfg = load_config(path, overrides_for(root, name), validate=False)
+            validate_config(cfg, user_code=False)  # checking a config imports none of its plugin_modules
+            plan = plan_summary(cfg, count_data=count_data)
         except TunesmithError as exc:
             return {}, [locate(str(exc), text)]
     return plan, []
