@@ -225,7 +225,7 @@ DECISIONS = [
     Decision("bf16", False),
     Decision("fp16", False),
     Decision("max_grad_norm", 1.0),
-    Decision("stage", "sft", choices=("pt", "sft")),
+    Decision("stage", "sft", choices=("pt", "sft", "dpo", "kto", "rm")),
     Decision("template", None),
     Decision("enable_thinking", True),
     Decision("val_size", 0.0),
@@ -358,7 +358,7 @@ def test_every_default_passes_its_own_type_choices_and_range():
 def test_secrets_and_obsolete_fields():
     fields = fields_by_name()
     secrets = {n for n, e in fields.items() if e.info.secret}
-    assert secrets == {"hub_token", "hf_hub_token", "ms_hub_token", "om_hub_token", "swanlab_token"}
+    assert secrets == {"hub_token", "hf_hub_token", "ms_hub_token", "om_hub_token", "swanlab_token", "api_key"}
     obsolete = {n for n, e in fields.items() if e.info.obsolete}
     assert obsolete == {
         "use_mps_device",

@@ -18,98 +18,82 @@ class PreferenceArguments:
         "Temperature beta of the preference loss (DPO/KTO/ORPO/SimPO); ORPO's weight of the odds-ratio term.",
         minimum=0.0,
         exclusive_minimum=True,
-        sources="003",
     )
     pref_ftx: float = arg(
         0.0,
         "Weight of the SFT loss (mean NLL per chosen token) added to the preference loss (TRL/swift rpo_alpha).",
         aliases=("rpo_alpha",),
         minimum=0.0,
-        sources="003",
     )
     pref_loss: str | list[str] = arg(
         "sigmoid",
         "DPO-stage loss: sigmoid, hinge, ipo, bco_pair, robust, orpo, simpo (reference-free), sft; or a list, "
         "weighted by loss_weights (TRL's weighted multi-loss).",
-        sources="003",
     )
     loss_weights: list[float] | None = arg(
         None,
         "Weight of each pref_loss entry (default 1 each).",
-        sources="004",
     )
-    simpo_gamma: float = arg(0.5, "SimPO's target reward margin gamma.", sources="003")
+    simpo_gamma: float = arg(0.5, "SimPO's target reward margin gamma.")
     dpo_label_smoothing: float = arg(
         0.0,
         "Robust/conservative DPO: the probability that a pair's labels are flipped (sigmoid, robust).",
         aliases=("label_smoothing",),
         minimum=0.0,
         maximum=0.5,
-        sources="003",
     )
     ld_alpha: float | None = arg(
         None,
         "LD-DPO: weight of the tokens of the longer answer past the shorter's length (1 = plain DPO).",
         minimum=0.0,
         maximum=1.0,
-        sources="003",
     )
     kto_chosen_weight: float = arg(
         1.0,
         "KTO weight of the desirable (kto_tag true) examples' loss.",
         aliases=("desirable_weight",),
         minimum=0.0,
-        sources="003",
     )
     kto_rejected_weight: float = arg(
         1.0,
         "KTO weight of the undesirable (kto_tag false) examples' loss.",
         aliases=("undesirable_weight",),
         minimum=0.0,
-        sources="003",
     )
     ref_model: str | None = arg(
         None,
         "Reference model (path or hub id); unset: a frozen copy of the starting model (LoRA: the base with "
         "adapters disabled, no second copy).",
-        sources="003",
     )
     ref_model_adapters: str | None = arg(
-        None, "LoRA adapter(s) applied to ref_model (comma-separated paths).", sources="003"
+        None, "LoRA adapter(s) applied to ref_model (comma-separated paths)."
     )
     ref_model_quantization_bit: int | None = arg(
         None,
         "Load ref_model quantized to this many bits (4 or 8, bitsandbytes).",
         choices=(None, 4, 8),
-        sources="003",
     )
     precompute_ref_log_probs: bool = arg(
         False,
         "Compute the reference log-probabilities once before training (no reference model in memory while "
         "training).",
-        sources="004",
     )
     sync_ref_model: bool = arg(
         False,
         "TR-DPO: move the reference towards the policy every ref_model_sync_steps steps (a reference copy only).",
-        sources="004",
     )
     ref_model_mixup_alpha: float = arg(
         0.6,
         "TR-DPO: reference <- alpha x policy + (1 - alpha) x reference at each sync.",
         minimum=0.0,
         maximum=1.0,
-        sources="004",
     )
-    ref_model_sync_steps: int = arg(
-        512, "TR-DPO: optimizer steps between reference syncs.", minimum=1, sources="004"
-    )
+    ref_model_sync_steps: int = arg(512, "TR-DPO: optimizer steps between reference syncs.", minimum=1)
     center_rewards_coefficient: float | None = arg(
         None,
         "Reward model: weight of the penalty on the squared mean reward of each pair (centres rewards on 0).",
         minimum=0.0,
-        sources="004",
     )
     disable_dropout: bool = arg(
-        True, "Turn dropout off in the policy (and reference) model for preference training.", sources="004"
+        True, "Turn dropout off in the policy (and reference) model for preference training."
     )

@@ -59,15 +59,15 @@ class TrainingLoopArguments:
     # --- what to run ----------------------------------------------------------------------------------------------
     stage: str = arg(
         "sft",
-        "Training stage: pt (pre-training), sft (supervised fine-tuning), dpo (preference pairs: DPO, IPO, "
-        "ORPO, SimPO ... by pref_loss), kto (desirable/undesirable examples) or rm (reward model).",
+        "Training stage: pt (pre-training), sft (fine-tuning), dpo (preference pairs, by pref_loss), kto or rm "
+        "(reward model).",
         choices=("pt", "sft", "dpo", "kto", "rm"),
         sources="003",
     )
     dialect: str = arg(
         "auto",
-        "Which system the config is written for, deciding names that differ between systems and the defaults; "
-        "auto detects it from the keys only one system uses (tunesmith plan says which and why).",
+        "System the config is written for (its names and defaults); auto detects it from keys only one system "
+        "writes.",
         choices=("auto", "tunesmith", "hf", "trl", "lf", "lf_v1", "swift", "mindspeed"),
     )
     do_train: bool = arg(
