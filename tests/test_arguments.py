@@ -15,16 +15,13 @@ import pytest
 
 from tunesmith.config import catalog
 from tunesmith.config.arguments import (
-    DataArguments,
-    ModelArguments,
     ParallelArguments,
-    ProfilingArguments,
     TrainingArguments,
 )
 from tunesmith.config.coerce import coerce_value
 from tunesmith.config.loader import check_value, load_config
 from tunesmith.config.plugins import Registry
-from tunesmith.config.schema import section_classes, fields_by_name
+from tunesmith.config.schema import fields_by_name, section_classes
 from tunesmith.utils.errors import ConfigError
 
 SPEC_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "spec"
@@ -358,7 +355,14 @@ def test_every_default_passes_its_own_type_choices_and_range():
 def test_secrets_and_obsolete_fields():
     fields = fields_by_name()
     secrets = {n for n, e in fields.items() if e.info.secret}
-    assert secrets == {"hub_token", "hf_hub_token", "ms_hub_token", "om_hub_token", "swanlab_token", "api_key"}
+    assert secrets == {
+        "hub_token",
+        "hf_hub_token",
+        "ms_hub_token",
+        "om_hub_token",
+        "swanlab_token",
+        "api_key",
+    }
     obsolete = {n for n, e in fields.items() if e.info.obsolete}
     assert obsolete == {
         "use_mps_device",

@@ -114,7 +114,9 @@ def _apply_lora(model: PreTrainedModel, margs: Any, quantized: bool, seed: int, 
         )
     config = peft_config(margs.finetuning_type, margs, methods, target, _modules_to_save(model, margs))
     if not hasattr(model, "prepare_inputs_for_generation"):
-        config.task_type = None  # a reward model (sequence classifier): peft's plain model, no generation hooks
+        config.task_type = (
+            None  # a reward model (sequence classifier): peft's plain model, no generation hooks
+        )
     if hasattr(config, "ensure_weight_tying"):
         config.ensure_weight_tying = bool(getattr(model.config, "tie_word_embeddings", False))
     try:

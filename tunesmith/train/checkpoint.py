@@ -176,7 +176,9 @@ def write_snapshot(
     if write_shared:
         _write_marker(tmp)
         old = final.with_name(final.name + ".old")
-        if final.exists():  # the same step saved again: the earlier copy goes only once the new one is in place
+        if (
+            final.exists()
+        ):  # the same step saved again: the earlier copy goes only once the new one is in place
             os.replace(final, old)
         os.replace(tmp, final)
         shutil.rmtree(old, ignore_errors=True)
