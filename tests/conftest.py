@@ -25,3 +25,12 @@ def tokenizer():
 def tiny_model_dir(tmp_path_factory):
     """A saved tiny Qwen2 model + tokenizer directory (seed 0), shared by the session: do not modify it."""
     return save_tiny_model(tmp_path_factory.mktemp("tiny_qwen2"))
+
+
+@pytest.fixture(autouse=True)
+def _float32_default_dtype():
+    """Every test starts with torch's default dtype float32: a test that changes it (or code under test that
+    leaks it, e.g. a model build interrupted inside transformers' dtype context) must not change the next one's
+    numbers (the planner's autograd measurement read half the bytes after such a leak)."""
+    torch.set_default_dtype(torch.float32)
+    yield
