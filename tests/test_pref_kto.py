@@ -8,7 +8,7 @@ import copy
 
 import pytest
 from helpers import tiny_model, tiny_tokenizer, write_json, write_jsonl
-from test_pref_trl_parity import GA, LORA, MICRO, STEPS, config_overrides, pairs
+from test_pref_trl_parity import LORA, STEPS, config_overrides, pairs, trl_args
 
 from tunesmith.config import load_config
 from tunesmith.data.batching.pairs import build_preference_batcher
@@ -57,21 +57,7 @@ def run_trl(model, tmp_path, peft: bool):
     from trl import KTOConfig, KTOTrainer
 
     args = KTOConfig(
-        output_dir=str(tmp_path / "trl"),
-        per_device_train_batch_size=MICRO,
-        gradient_accumulation_steps=GA,
-        max_steps=STEPS,
-        learning_rate=1e-3,
-        weight_decay=0.0,
-        max_grad_norm=1.0,
-        lr_scheduler_type="linear",
-        optim="adamw_torch",
-        logging_steps=1,
-        train_sampling_strategy="sequential",
-        report_to="none",
-        save_strategy="no",
-        use_cpu=True,
-        bf16=False,
+        **trl_args(tmp_path),
         beta=0.1,
         desirable_weight=1.0,
         undesirable_weight=1.5,

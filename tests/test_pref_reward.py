@@ -10,7 +10,7 @@ import json
 import pytest
 import torch
 from helpers import tiny_model, tiny_tokenizer, write_jsonl
-from test_pref_trl_parity import GA, MICRO, STEPS, config_overrides, pairs
+from test_pref_trl_parity import STEPS, config_overrides, pairs, trl_args
 from transformers import AutoModelForSequenceClassification
 
 from tunesmith.cli import main
@@ -51,21 +51,7 @@ def run_trl(model, tmp_path, center):
     from trl import RewardConfig, RewardTrainer
 
     args = RewardConfig(
-        output_dir=str(tmp_path / "trl"),
-        per_device_train_batch_size=MICRO,
-        gradient_accumulation_steps=GA,
-        max_steps=STEPS,
-        learning_rate=1e-3,
-        weight_decay=0.0,
-        max_grad_norm=1.0,
-        lr_scheduler_type="linear",
-        optim="adamw_torch",
-        logging_steps=1,
-        train_sampling_strategy="sequential",
-        report_to="none",
-        save_strategy="no",
-        use_cpu=True,
-        bf16=False,
+        **trl_args(tmp_path),
         max_length=None,
         center_rewards_coefficient=center,
         disable_tqdm=True,

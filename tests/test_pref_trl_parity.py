@@ -28,6 +28,27 @@ KEYS = ("loss", "grad_norm", "rewards/chosen", "rewards/rejected", "rewards/marg
 LORA = {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"], "lora_dropout": 0.0}
 
 
+def trl_args(tmp_path) -> dict:
+    """The TrainingArguments every TRL reference run here shares: same steps, schedule and order as ours, fp32 CPU."""
+    return dict(
+        output_dir=str(tmp_path / "trl"),
+        per_device_train_batch_size=MICRO,
+        gradient_accumulation_steps=GA,
+        max_steps=STEPS,
+        learning_rate=1e-3,
+        weight_decay=0.0,
+        max_grad_norm=1.0,
+        lr_scheduler_type="linear",
+        optim="adamw_torch",
+        logging_steps=1,
+        train_sampling_strategy="sequential",
+        report_to="none",
+        save_strategy="no",
+        use_cpu=True,
+        bf16=False,
+    )
+
+
 def pairs() -> list[dict]:
     """TRL conversational preference rows of uneven lengths."""
     words = ["red", "green", "blue", "yellow", "purple", "orange"]
@@ -85,21 +106,7 @@ def run_trl(model, loss, weights, tmp_path, peft: bool, precompute: bool = False
     from trl import DPOConfig, DPOTrainer
 
     args = DPOConfig(
-        output_dir=str(tmp_path / "trl"),
-        per_device_train_batch_size=MICRO,
-        gradient_accumulation_steps=GA,
-        max_steps=STEPS,
-        learning_rate=1e-3,
-        weight_decay=0.0,
-        max_grad_norm=1.0,
-        lr_scheduler_type="linear",
-        optim="adamw_torch",
-        logging_steps=1,
-        train_sampling_strategy="sequential",
-        report_to="none",
-        save_strategy="no",
-        use_cpu=True,
-        bf16=False,
+        **trl_args(tmp_path),
         beta=0.1,
         loss_type=[loss] if isinstance(loss, str) else list(loss),
         loss_weights=weights,
