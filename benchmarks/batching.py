@@ -15,11 +15,12 @@ import argparse
 import json
 import os
 import random
-import resource
 import subprocess
 import sys
 import tempfile
 import time
+
+from tunesmith.utils.memory import peak_rss_bytes
 
 OURS = {
     "normal": {"batching_strategy": "normal"},
@@ -221,7 +222,7 @@ def _result(name: str, real: int, computed: int, elapsed: tuple, steps: int, los
         "tokens_per_cpu_s": real / cpu,
         "padding": 1 - real / computed,
         "seconds": wall,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_bytes() / 2**20,
         "eval_loss": loss,
     }
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ def measure(vocab: int, seq: int, batch: int, chunk: int | None) -> dict:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from tunesmith.train.loss import CausalLMLoss, valid_tokens
+    from tunesmith.utils.memory import peak_rss_bytes
 
     torch.manual_seed(0)
     config = LlamaConfig(
@@ -34,18 +34,18 @@ def measure(vocab: int, seq: int, batch: int, chunk: int | None) -> dict:
     )
     model = LlamaForCausalLM(config).train()
     ids = torch.randint(0, vocab, (batch, seq))
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = peak_rss_bytes()
     start = time.perf_counter()
     ce, _ = CausalLMLoss(chunk_size=chunk)(model, {"input_ids": ids, "labels": ids})
     loss = ce / valid_tokens(ids)
     loss.backward()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = peak_rss_bytes()
     return {
         "chunk_loss_size": chunk,
         "loss": round(float(loss), 6),
         "seconds": round(time.perf_counter() - start, 2),
-        "peak_rss_mib": round(peak / 1024),
-        "step_extra_mib": round((peak - base) / 1024),
+        "peak_rss_mib": round(peak / 2**20),
+        "step_extra_mib": round((peak - base) / 2**20),
     }
 
 

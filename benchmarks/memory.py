@@ -1,7 +1,7 @@
 """The memory planner checked by measurement: a few real training steps in a fresh process, peak RSS growth
 against `tunesmith.plan_memory.estimate` for the same model shape and settings.
 
-Measured as the process's peak resident memory (`ru_maxrss`) minus its resident memory just before the model is
+Measured as the process's peak resident memory (`VmHWM`) minus its resident memory just before the model is
 built, so the libraries' own memory is left out. glibc's malloc keeps freed small blocks and, with its adaptive
 threshold, even large ones; the child runs with a fixed `MALLOC_MMAP_THRESHOLD_` so every tensor above 64 KiB is
 its own mapping and returns to the system when freed: the peak then tracks live tensors, as
@@ -15,24 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 from typing import Any
 
+from tunesmith.utils.memory import peak_rss_bytes, rss_bytes
+
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0", "MALLOC_ARENA_MAX": "2"}
-
-
-def rss_bytes() -> int:
-    """Resident memory of this process now."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def peak_rss_bytes() -> int:
-    """Peak resident memory of this process so far."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def synthetic_batches(vocab: int, rows: int, seq: int, count: int, seed: int = 0) -> list[dict]:

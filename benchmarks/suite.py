@@ -14,7 +14,8 @@ import tempfile
 import time
 from typing import Any
 
-from benchmarks.memory import llama_config, peak_rss_bytes, rss_bytes
+from benchmarks.memory import llama_config
+from tunesmith.utils.memory import peak_rss_bytes, rss_bytes
 
 MODELS = {
     "tiny": llama_config(hidden=256, layers=4, vocab=2048, intermediate=1024),  # 4.5M parameters

@@ -246,11 +246,12 @@ def test_streaming_yields_an_iterable_of_the_same_examples(tmp_path, tokenizer):
 
 
 STREAM_SCRIPT = """
-import json, resource, sys
+import json, sys
 from transformers import AutoTokenizer
 from tunesmith.config import load_config
 from tunesmith.data.pipeline import build_datasets
 from tunesmith.utils.builtin import resolve_builtin
+from tunesmith.utils.memory import peak_rss_bytes
 
 big, small = sys.argv[1:]
 tok = AutoTokenizer.from_pretrained(resolve_builtin("builtin:tiny"))
@@ -264,10 +265,10 @@ def first_rows(path, n):
 
 
 first_rows(small, 10)  # warm up: every import and code path, on a tiny file
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak_rss_bytes()
 taken = first_rows(big, 500)
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"taken": taken, "growth_mb": (after - before) / 1024}))
+after = peak_rss_bytes()
+print(json.dumps({"taken": taken, "growth_mb": (after - before) / 2**20}))
 """
 
 

@@ -7,6 +7,8 @@ import json
 import logging
 import math
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from tunesmith.report import build_reporter
 from tunesmith.report.base import installed
 from tunesmith.report.reporter import selected_backends
 from tunesmith.utils.errors import ConfigError, TunesmithError
+from tunesmith.utils.memory import peak_rss_bytes
 
 SECRET = "sk-test-SECRET-4f9a1c"
 ROWS = [  # (step, metrics) as the trainer logs them (tokens: label tokens; input_tokens: what the model was fed)
@@ -299,3 +302,12 @@ def test_backend_start_error_is_redacted(tmp_path, monkeypatch):
     ) as error:
         build_reporter(cfg, tmp_path, is_main=True)
     assert SECRET not in str(error.value) and error.value.__suppress_context__
+
+
+def test_peak_memory_is_the_process_own_not_its_parents():
+    """A process started by a large parent reports its own peak (ru_maxrss would report the parent's)."""
+    ballast = bytearray(400 * 2**20)
+    ballast[::4096] = b"\x01" * len(ballast[::4096])  # touch every page: 400 MiB resident here
+    child = "from tunesmith.utils.memory import peak_rss_bytes; print(peak_rss_bytes())"
+    out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True).stdout
+    assert peak_rss_bytes() > 400 * 2**20 > 4 * int(out)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import datetime
 import logging
-import resource
 import socket
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +16,11 @@ from tunesmith.report.jsonl import JsonlLog
 from tunesmith.report.secrets import public_config, redact, scrub, secret_values
 from tunesmith.utils.errors import ConfigError, TunesmithError
 from tunesmith.utils.logging import add_redaction
+from tunesmith.utils.memory import peak_rss_bytes
 
 logger = logging.getLogger("tunesmith")
 
 BACKENDS = ("tensorboard", "wandb", "swanlab", "mlflow")
-_RSS_PER_MIB = 2**20 if sys.platform == "darwin" else 2**10  # ru_maxrss is in bytes on macOS, KiB on Linux
 
 
 def selected_backends(report_to: str | list[str] | None) -> list[str]:
@@ -127,8 +125,7 @@ class Reporter:
 
 def memory_metrics() -> dict[str, float]:
     """Peak resident memory of this process (and peak CUDA memory when a GPU is used), in MiB."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    out = {"peak_rss_mb": round(peak / _RSS_PER_MIB, 1)}
+    out = {"peak_rss_mb": round(peak_rss_bytes() / 2**20, 1)}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return out
