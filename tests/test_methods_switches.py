@@ -84,6 +84,19 @@ def test_checkpointing_switches(tmp_path):
     assert not checkpointing_wanted(cfg)
 
 
+def test_lf_checkpoints_reentrant_by_default():
+    lf = ["dialect=lf", "model_name_or_path=builtin:tiny"]
+    cfg = load_config(None, lf, validate=False)
+    assert checkpointing_wanted(cfg) and checkpointing_kwargs(cfg) == {"use_reentrant": True}
+    off = load_config(None, [*lf, "use_reentrant_gc=false"], validate=False)
+    assert checkpointing_kwargs(off) == {"use_reentrant": False}
+    kwargs = load_config(
+        None, [*lf, 'gradient_checkpointing_kwargs={"use_reentrant": false}'], validate=False
+    )
+    assert checkpointing_kwargs(kwargs) == {"use_reentrant": False}
+    assert checkpointing_kwargs(load_config(None, ["gradient_checkpointing=true"], validate=False)) is None
+
+
 def test_print_param_status(tmp_path, tiny, caplog):
     with caplog.at_level(logging.INFO, logger="tunesmith"):
         setup(tiny, tmp_path, "print_param_status=true", "freeze_parameters=lm_head")

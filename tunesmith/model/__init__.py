@@ -51,9 +51,11 @@ def prepare_for_training(model: PreTrainedModel, cfg: Any) -> PreTrainedModel | 
 
 
 def checkpointing_kwargs(cfg: Any) -> dict[str, Any] | None:
-    """gradient_checkpointing_kwargs, with use_reentrant from use_reentrant_gc when that is set."""
+    """gradient_checkpointing_kwargs, with use_reentrant from use_reentrant_gc when that is set or on (a
+    dialect's home default, e.g. LLaMA-Factory's) and the kwargs do not name it."""
     kwargs = dict(cfg.train.gradient_checkpointing_kwargs or {})
-    if cfg.is_set("use_reentrant_gc"):
+    on = cfg.methods.use_reentrant_gc and "use_reentrant" not in kwargs
+    if cfg.is_set("use_reentrant_gc") or on:
         kwargs["use_reentrant"] = cfg.methods.use_reentrant_gc
     return kwargs or None
 

@@ -306,6 +306,9 @@ DEFAULTS = {
     "gradient_checkpointing": HomeDefault(
         True, why="LLaMA-Factory turns gradient checkpointing on unless disable_gradient_checkpointing"
     ),
+    "use_reentrant_gc": HomeDefault(
+        True, why="LLaMA-Factory checkpoints activations with the re-entrant implementation by default"
+    ),
     "packing": HomeDefault(
         fn=lambda get: get("stage") == "pt",
         why="LLaMA-Factory packs sequences when stage is pt (packing unset)",
