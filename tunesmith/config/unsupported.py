@@ -51,7 +51,16 @@ REFUSED: dict[str, str] = {
     "converters": _ONLY_WITH_QUANT,
 }
 
-_MODEL_TYPES = {"gpt_oss": "gpt_oss", "qwen3": "qwen3", "qwen3_moe": "qwen3_moe"}
+# MindSpeed-LLM's model ids (mindspeed_llm/fsdp2/models/model_registry.py) -> the transformers model_type each is
+_MODEL_TYPES = {
+    "gpt_oss": "gpt_oss",
+    "qwen3": "qwen3",
+    "qwen3_moe": "qwen3_moe",
+    "qwen3_next": "qwen3_next",
+    "minimax_m27": "minimax_m2",
+    "glm52": "glm_moe_dsa",
+    "deepseek_v4": "deepseek_v4",
+}
 
 
 def check_unsupported(cfg: TunesmithConfig) -> None:

@@ -32,8 +32,9 @@ class ModelArguments:
     )
     model_id: str | None = arg(
         None,
-        "MindSpeed custom model implementation to use instead of the transformers forward; unset uses transformers.",
-        choices=("gpt_oss", "qwen3", "qwen3_moe"),
+        "MindSpeed-LLM model id: the architecture of the model (minimax_m27 is transformers' minimax_m2, glm52 "
+        "glm_moe_dsa); transformers' class of that type trains, and the model must be of that type.",
+        choices=("gpt_oss", "qwen3", "qwen3_moe", "qwen3_next", "minimax_m27", "glm52", "deepseek_v4"),
         sources="003",
     )
     tokenizer_name_or_path: str | None = arg(
