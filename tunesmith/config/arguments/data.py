@@ -103,6 +103,11 @@ class DataArguments:
         "Train only on the last assistant turn of each conversation; excludes train_on_prompt.",
         sources="003",
     )
+    token_loss_weights: str | None = arg(
+        None,
+        "Per-token loss weights of answers by ms-swift's loss_scale schemes: react, hermes, qwen, agentflan, "
+        "alpha_umi, ignore_empty_think, ignore_think_prefix (chain with +), or a JSON file of pattern -> weights.",
+    )
     ignore_pad_token_for_loss: bool = arg(True, "Exclude padding tokens from the loss.", sources="003")
 
     # --- packing --------------------------------------------------------------------------------------------------
