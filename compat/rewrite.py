@@ -16,6 +16,7 @@ import yaml
 
 from compat import fixtures
 from compat.entries import CORPUS, Entry, Invocation
+from compat.tokenizer import tokenizer_for
 
 TINY = "builtin:tiny"
 MAX_STEPS = 2
@@ -80,12 +81,37 @@ def prepare(entry: Entry, inv: Invocation, root: Path) -> RunFolder:
     if inv.config is not None:
         _rewrite_config(run, inv.config, entry.source)
     _rewrite_flags(run)
+    _template_tokens(run)
     _rewrite_env(inv)
     if inv.config is not None:
         target = root / inv.config_path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(yaml.safe_dump(inv.config, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return run
+
+
+def _template_tokens(run: RunFolder) -> None:
+    """The config's template as written; the tiny tokenizer, copied, gains the special tokens it writes."""
+    inv, config = run.inv, run.inv.config
+    holder = _find(config, "template") if config is not None else None
+    template = (
+        (holder or {}).get("template") or inv.flags.value("template") or inv.flags.value("data.template")
+    )
+    if not isinstance(template, str) or not template:
+        return
+    made = tokenizer_for(template, run.root)
+    if made is None:
+        return
+    folder, tokens = made
+    if config is not None and _find(config, "model_name_or_path") is not None:
+        _find(config, "model_name_or_path")["tokenizer_name_or_path"] = folder
+    elif config is not None and config.get("model") == TINY:  # LF v1 `model:`
+        config["tokenizer_name_or_path"] = folder
+    else:
+        inv.flags.set("tokenizer_name_or_path", folder)
+    inv.notes.append(
+        f"tokenizer: the tiny one with {', '.join(tokens)} added (template {template} writes them)"
+    )
 
 
 def _sections(config: dict[str, Any]) -> list[dict[str, Any]]:

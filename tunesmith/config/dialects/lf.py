@@ -3,11 +3,25 @@ tunesmith does not have under the same spelling, and LLaMA-Factory's own default
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 from typing import Any
 
 from tunesmith.config.dialects import notes
-from tunesmith.config.dialects.base import Dialect, Entry, HomeDefault, alias, convert, fixed, refuse, truthy
+from tunesmith.config.dialects.base import (
+    Dialect,
+    Entry,
+    HomeDefault,
+    alias,
+    convert,
+    fixed,
+    inert,
+    refuse,
+    truthy,
+)
 from tunesmith.utils.errors import ConfigError
+
+logger = logging.getLogger("tunesmith")
 
 ATTENTION = {
     "auto": None,
@@ -21,12 +35,44 @@ ATTENTION = {
 }
 
 
-def flash_attn(value: Any) -> dict[str, Any]:
-    """LF `flash_attn: auto|disabled|sdpa|fa2|fa3` -> attn_impl (auto keeps transformers' choice, sdpa)."""
+def flash_attn_strict(value: Any) -> dict[str, Any]:
+    """`flash_attn: auto|disabled|sdpa|fa2|fa3` -> attn_impl (auto keeps transformers' choice, sdpa); a flash
+    kernel this machine lacks is refused when the model loads (LLaMA-Factory v1 passes it to transformers)."""
     key = str(value).strip().lower()
     if key not in ATTENTION:
         raise ConfigError(f"{value!r} is not allowed; choose one of: {', '.join(ATTENTION)}")
     return {"attn_impl": ATTENTION[key]}
+
+
+FLASH_MODULES = {"flash_attention_2": "flash_attn", "flash_attention_3": "flash_attn_interface"}
+
+
+def _flash_missing(impl: str | None) -> str | None:
+    """Why FlashAttention `impl` cannot run on this machine (None: it can, or `impl` is no flash kernel)."""
+    if impl not in FLASH_MODULES:
+        return None
+    import torch  # only for a flash request: reading a config needs no torch otherwise
+
+    if not torch.cuda.is_available():
+        return "no CUDA GPU"
+    if importlib.util.find_spec(FLASH_MODULES[impl]) is None:
+        return f"the {FLASH_MODULES[impl]} package is not installed"
+    return None
+
+
+def flash_attn(value: Any) -> dict[str, Any]:
+    """LF v0 `flash_attn`: as `flash_attn_strict`, but FlashAttention missing here (no CUDA GPU or no package)
+    falls back to sdpa with a warning, as LLaMA-Factory v0 does (`configure_attn_implementation`)."""
+    mapped = flash_attn_strict(value)
+    missing = _flash_missing(mapped["attn_impl"])
+    if missing is None:
+        return mapped
+    logger.warning(
+        "LLaMA-Factory v0's flash_attn: %s: %s, so attention runs as sdpa (LLaMA-Factory falls back the same way)",
+        value,
+        missing,
+    )
+    return {"attn_impl": "sdpa"}
 
 
 def _quantization_method(value: Any) -> dict[str, Any]:
@@ -195,7 +241,9 @@ NAMES: dict[str, Entry] = {
     **_ENGINES,
     **_FP8,
     "flash_attn": convert(
-        flash_attn, "attn_impl (auto: transformers' default; disabled: eager; fa2: flash_attention_2)"
+        flash_attn,
+        "attn_impl (auto: transformers' default; disabled: eager; fa2: flash_attention_2, or sdpa with a "
+        "warning where FlashAttention cannot run, as LLaMA-Factory v0 falls back)",
     ),
     "enable_liger_kernel": alias("use_liger_kernel"),
     "quantization_method": convert(_quantization_method, "bnb is the quantisation backend here (QLoRA)"),
@@ -210,7 +258,10 @@ NAMES: dict[str, Entry] = {
     "mixture_of_depths": refuse("converts the model to mixture-of-depths, which is not implemented"),
     "use_unsloth": refuse(notes.UNSLOTH),
     "use_unsloth_gc": refuse(notes.UNSLOTH),
-    "use_v1_kernels": refuse("selects LLaMA-Factory v1's kernel plugins; use use_liger_kernel or attn_impl"),
+    "use_v1_kernels": inert(
+        "LLaMA-Factory v0 applies v1's automatic kernels with it, which are Ascend NPU fused operators only "
+        "(none on CPU or CUDA); tunesmith runs on CPU and CUDA GPUs"
+    ),
     "adapter_folder": refuse(
         "is a folder of adapters for multi-adapter inference; name the adapters with adapter_name_or_path"
     ),

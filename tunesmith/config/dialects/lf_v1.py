@@ -33,7 +33,15 @@ PEFT_KEYS = {
     "freeze_trainable_layers": "freeze_trainable_layers",
     "freeze_trainable_modules": "freeze_trainable_modules",
     "adapter_name_or_path": "adapter_name_or_path",
+    "freeze_extra_modules": "freeze_extra_modules",
+    "export_dir": "export_dir",
+    "export_size": "export_size",
+    "export_hub_model_id": "export_hub_model_id",
+    "infer_dtype": "infer_dtype",
+    "export_legacy_format": "export_legacy_format",
 }
+# Muon's keys in v1's optim_config -> tunesmith's Muon plugin parameters (`wd` and the betas are taken apart).
+MUON_KEYS = ("momentum", "nesterov", "ns_steps", "adamw_eps")
 
 
 def _plugin(value: Any, what: str) -> tuple[str, dict[str, Any]] | None:
@@ -81,16 +89,50 @@ def quant_config(value: Any) -> dict[str, Any]:
 
 
 def kernel_config(value: Any) -> dict[str, Any]:
-    """`{name: auto|liger_kernel}` -> use_liger_kernel (auto: the fused kernels this machine can run, none on CPU)."""
+    """`{name: auto|liger_kernel|"auto, liger_kernel"}` -> use_liger_kernel. v1's `auto` applies Ascend NPU fused
+    operators only (none on CPU or CUDA), so it changes nothing here; flash-linear-attention is refused."""
     plugin = _plugin(value, "kernel_config")
     if plugin is None:
         return {}
-    name, params = plugin
-    if name == "auto":
-        return {}
-    if name == "liger_kernel":
+    names, params = [n.strip() for n in plugin[0].split(",") if n.strip()], plugin[1]
+    for name in names:
+        if name == "flash-linear-attention":
+            raise ConfigError(
+                "flash-linear-attention needs a CUDA or NPU device and the fla and FSDPTurbo packages "
+                "(LLaMA-Factory raises without them); use_triton_gdn runs the Gated DeltaNet Triton kernels on "
+                "a CUDA GPU, or drop it: transformers' own layers run everywhere"
+            )
+        if name not in ("auto", "liger_kernel"):
+            raise ConfigError(
+                f"kernel_config name {name!r} is not allowed; choose from: auto, liger_kernel, "
+                "flash-linear-attention (comma-separated)"
+            )
+    if "liger_kernel" in names:
         return {"use_liger_kernel": True, "liger_kernel_config": params or None}
-    raise ConfigError(f"kernel_config name {name!r} is not allowed; choose one of: auto, liger_kernel")
+    return {}
+
+
+def optim_config(value: Any) -> dict[str, Any]:
+    """v1's `optim_config: {name: muon, wd, momentum, nesterov, ns_steps, adamw_betas, adamw_eps}` -> tunesmith's
+    Muon plugin and weight_decay (v1 defaults wd to 0.1; its `lr` is always replaced by learning_rate). Another
+    name passes through as tunesmith's own optim_config (a plugin registered here)."""
+    plugin = _plugin(value, "optim_config")
+    if plugin is None:
+        return {}
+    name, params = plugin
+    if name != "muon":
+        return {"optim_config": {"name": name, **params}}
+    unknown = sorted(set(params) - {*MUON_KEYS, "wd", "adamw_betas", "lr"})
+    if unknown:
+        allowed = ", ".join(sorted({*MUON_KEYS, "wd", "adamw_betas", "lr"}))
+        raise ConfigError(f"optim_config (muon): unknown key {unknown[0]!r}; allowed: {allowed}")
+    muon: dict[str, Any] = {"name": "muon", **{k: params[k] for k in MUON_KEYS if k in params}}
+    if "adamw_betas" in params:
+        betas = params["adamw_betas"]
+        if not isinstance(betas, (list, tuple)) or len(betas) != 2:
+            raise ConfigError(f"optim_config (muon): adamw_betas must be two numbers, got {betas!r}")
+        muon["adamw_beta1"], muon["adamw_beta2"] = float(betas[0]), float(betas[1])
+    return {"optim_config": muon, "weight_decay": params.get("wd", 0.1)}
 
 
 def init_config(value: Any) -> dict[str, Any]:
@@ -163,13 +205,22 @@ def _sample_backend(value: Any) -> dict[str, Any]:
 
 
 NAMES: dict[str, Entry] = {
-    "flash_attn": lf.NAMES["flash_attn"],
+    "flash_attn": convert(
+        lf.flash_attn_strict,
+        "attn_impl (auto: transformers' default; disabled: eager); a FlashAttention kernel this machine lacks "
+        "is refused, as LLaMA-Factory v1 hands it to transformers, which raises",
+    ),
     "model_class": convert(_model_class, "llm (text causal LM) is what tunesmith trains"),
     "peft_config": convert(
         peft_config, "finetuning_type, lora_rank, lora_alpha, lora_dropout, target_modules"
     ),
     "quant_config": convert(quant_config, "quantization_bit (bitsandbytes QLoRA)"),
-    "kernel_config": convert(kernel_config, "use_liger_kernel (auto: what this machine can run)"),
+    "kernel_config": convert(
+        kernel_config, "use_liger_kernel (auto: v1's NPU fused operators, none off Ascend NPUs)"
+    ),
+    "optim_config": convert(
+        optim_config, "muon: tunesmith's Muon plugin (adamw_betas -> adamw_beta1/2) and weight_decay (wd)"
+    ),
     "init_config": convert(init_config, "init_model_with_meta_device"),
     "train_dataset": convert(dataset_file("dataset"), "dataset (a v1 dataset file becomes inline specs)"),
     "dist_timeout": alias("ddp_timeout"),
@@ -218,7 +269,12 @@ DEFAULTS = {
     "logging_steps": HomeDefault(1, why="LLaMA-Factory v1 logs every step by default"),
 }
 
-# `eval_dataset` is a tunesmith name too, but in v1 it may be a dataset file.
+# `eval_dataset` is a tunesmith name too, but in v1 it may be a dataset file; v1's optim_config has its own keys.
 DIALECT = Dialect(
-    "lf_v1", "LLaMA-Factory v1", NAMES, MARKERS, DEFAULTS, overrides=frozenset({"eval_dataset"})
+    "lf_v1",
+    "LLaMA-Factory v1",
+    NAMES,
+    MARKERS,
+    DEFAULTS,
+    overrides=frozenset({"eval_dataset", "optim_config"}),
 )

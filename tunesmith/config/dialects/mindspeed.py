@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from tunesmith.config.dialects import notes
@@ -12,11 +13,43 @@ from tunesmith.config.dialects.base import (
     HomeDefault,
     alias,
     convert,
+    convert_in_context,
     fixed,
     refuse,
     refuse_all,
     truthy,
 )
+from tunesmith.utils.errors import ConfigError
+
+# MindSpeed-LLM model ids whose model has no transformers class (MindSpeed ships its own modelling code).
+_NO_TRANSFORMERS_CLASS = {
+    "mamba3": "Mamba-3 (transformers has Mamba and Mamba-2 only)",
+    "step35": "Step-3.5 (transformers 5 has its config, no causal-LM class)",
+    "longcat_flash_ngram": "LongCat-Flash with n-gram embeddings (transformers' longcat_flash has none)",
+}
+
+
+def _model_id(value: Any) -> dict[str, Any]:
+    """Model ids name architectures; ids of models only MindSpeed implements are refused with what they are."""
+    key = str(value).strip().lower()
+    if key in _NO_TRANSFORMERS_CLASS:
+        raise ConfigError(
+            f"{value!r} is {_NO_TRANSFORMERS_CLASS[key]}, which only MindSpeed-LLM's own modelling code "
+            "implements; tunesmith trains transformers' classes: pick a model transformers has"
+        )
+    return {"model_id": value}
+
+
+def _hook_modules(value: Any, context: Mapping[str, Any]) -> dict[str, Any]:
+    """FSDP2 hooks on modules FSDP wraps are what fully_shard installs itself; other modules are refused."""
+    wrapped = context.get("fsdp_modules") or ["model.layers.{*}"]
+    hooked = [value] if isinstance(value, str) else list(value or [])
+    if all(module in wrapped for module in hooked):
+        return {}
+    raise ConfigError(
+        f"hooks on {value!r}, other modules than fsdp_modules ({wrapped!r}), belong to MindSpeed's FSDPTurbo "
+        "hook manager; tunesmith's FSDP2 hooks the modules it wraps: list them in fsdp_modules"
+    )
 
 
 def _log_memory(value: Any) -> dict[str, Any]:
@@ -66,9 +99,10 @@ NAMES: dict[str, Entry] = {
         "shards experts by MindSpeed's placement functions; tunesmith's expert shards use shard_placement_fn",
         "shard_by_dim_1",
     ),
-    "hook_modules": refuse(
-        "names modules for MindSpeed's forward hooks; not implemented", ["model.layers.{*}"]
+    "hook_modules": convert_in_context(
+        _hook_modules, "accepted when it names the fsdp_modules (fully_shard hooks what it wraps)"
     ),
+    "model_id": convert(_model_id, "model_id (mamba3, step35, longcat_flash_ngram: no transformers class)"),
     **refuse_all(
         "enable_chunk_batch",
         "splits micro-batches into chunks inside MindSpeed's modules; use a "
@@ -125,4 +159,5 @@ DEFAULTS = {
     "logging_steps": HomeDefault(1, why="MindSpeed-LLM logs every step by default"),
 }
 
-DIALECT = Dialect("mindspeed", "MindSpeed-LLM", NAMES, MARKERS, DEFAULTS)
+# `model_id` is a tunesmith name too; MindSpeed's ids of models transformers lacks are refused with a reason.
+DIALECT = Dialect("mindspeed", "MindSpeed-LLM", NAMES, MARKERS, DEFAULTS, overrides=frozenset({"model_id"}))
