@@ -75,7 +75,7 @@ def invocation(entry: Entry) -> Invocation:
         command = LF_COMMANDS.get(entry.name.split("__")[0], "train")
         return Invocation(command, "lf", str(config.get("stage", "sft")), config)
     if entry.source == "lf_v1":  # `llamafactory-cli sft|dpo|rm|export FILE` under USE_V1=1
-        if "export_dir" in config:
+        if "export_dir" in config or "export_dir" in (config.get("peft_config") or {}):
             return Invocation("export", "lf", "sft", config)
         stage = "dpo" if "_dpo" in entry.name else "sft"
         inv = Invocation("train", "lf", stage, config)
