@@ -45,7 +45,9 @@ def cli_args(inv: Invocation, plan_only: bool) -> list[str]:
     config = [inv.config_path] if inv.config is not None else []
     extra: list[str] = []
     if plan_only and command in TRAINING:
-        if command != "train":  # `tunesmith sft|pt|rlhf ...` set the stage as the command does
+        if command == "rlhf":  # its --rlhf_type (ms-swift's default dpo) sets the stage and the loss
+            extra = [] if inv.flags.get("rlhf_type") else ["--rlhf_type", "dpo"]
+        elif command != "train":  # `tunesmith sft|pt ...` set the stage as the command does
             extra = [f"stage={inv.stage}"]
         command = "plan"
     return [command, *config, *inv.flags.tokens(), *extra]

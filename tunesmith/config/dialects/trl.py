@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from tunesmith.config import accelerate_launch
 from tunesmith.config.dialects.base import (
     Dialect,
     Entry,
@@ -118,14 +119,14 @@ NAMES: dict[str, Entry] = {
     "use_weighting": refuse("is WPO weighting, which is not implemented", False),
     "discopop_tau": refuse("belongs to the DiscoPOP loss, which is not implemented", 0.05),
     "use_peft": convert(use_peft, "finetuning_type: lora"),
-    "num_processes": refuse(
-        "is passed to accelerate by TRL's CLI; start more processes with NPROC_PER_NODE=N "
-        "(tunesmith runs torchrun itself)",
-        1,
+    "num_processes": convert(
+        accelerate_launch.processes,
+        "the processes tunesmith's launcher starts (NPROC_PER_NODE, unless the environment sets it)",
     ),
-    "accelerate_config": refuse(
-        "names an accelerate config for TRL's CLI; tunesmith does not run accelerate: use "
-        "NPROC_PER_NODE and dist_config (fsdp2 or deepspeed)"
+    "accelerate_config": convert_in_context(
+        accelerate_launch.settings,
+        "the accelerate config's engine (deepspeed / dist_config fsdp2), mixed precision, "
+        "parallelism_config and num_processes",
     ),
     "teacher_model_name_or_path": refuse(
         "configures GKD/distillation from a teacher, which needs online generation; not implemented here"
