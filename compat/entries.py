@@ -13,6 +13,7 @@ import yaml
 from compat.flags import Flags
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
+MAX_PROCS = 2  # the CPU cores here
 SOURCES = ("lf_v0", "lf_v1", "swift", "hf_trl", "mindspeed")
 ENV_WORD = re.compile(r"^[A-Za-z_]\w*=")
 # Peer script (file stem) -> (tunesmith command, stage for `train`). Scripts not listed train with stage=<stem>.
@@ -24,7 +25,9 @@ SCRIPTS = {
     "train_fsdp2": ("train", None),
     "reward": ("train", "rm"),
     "reward_modeling": ("train", "rm"),
+    "orpo": ("train", "dpo"),
 }
+PREF_LOSS = {"orpo": "orpo"}  # TRL trainers that are a DPO-stage loss here
 TRL_COMMANDS = {"sft": ("sft", None), "reward": ("train", "rm")}
 LF_COMMANDS = {"merge_lora": "export", "inference": "chat"}  # LF example folder -> llamafactory-cli command
 
@@ -103,7 +106,10 @@ def _trl(trainer: str, inv: Invocation, how: str) -> Invocation:
     inv.command, inv.stage = command, stage or ("pt" if command == "pt" else "sft")
     if command == "train" and stage:
         inv.flags.set("stage", stage)
-        inv.notes.append(f"`{how}` runs as `tunesmith train --stage {stage}`")
+        loss = f" --pref_loss {PREF_LOSS[trainer]}" if trainer in PREF_LOSS else ""
+        if loss:
+            inv.flags.set("pref_loss", PREF_LOSS[trainer])
+        inv.notes.append(f"`{how}` runs as `tunesmith train --stage {stage}{loss}`")
     return inv
 
 
@@ -133,14 +139,48 @@ def _from_command(entry: Entry, words: list[str]) -> Invocation:
         inv = _trl(rest[0], Invocation("", "trl", flags=Flags.parse(rest[1:])), f"trl {rest[0]}")
     else:
         script, args, launcher = _script(program, rest)
-        if launcher:
+        flags = Flags.parse(args)
+        if launcher.startswith("accelerate launch"):
+            _accelerate_launch(Flags.parse(launcher.split()[2:]), flags, notes)
+        elif launcher:
             notes.append(f"launcher `{launcher}` dropped (tunesmith starts its own processes)")
         style = "lf" if script == "train_fsdp2" else "trl"
-        inv = _trl(script, Invocation("", style, flags=Flags.parse(args)), f"python {script}.py")
+        inv = _trl(script, Invocation("", style, flags=flags), f"python {script}.py")
         if script == "train_fsdp2":
             _mindspeed_config(inv)
     inv.env, inv.notes = env, notes + inv.notes
+    _processes(entry, inv)
     return inv
+
+
+def _accelerate_launch(launcher: Flags, flags: Flags, notes: list[str]) -> None:
+    """`accelerate launch --config_file F --num_processes N script.py ...`: tunesmith reads the same launcher
+    settings as TRL's CLI passes them (`--accelerate_config F --num_processes N`)."""
+    for key, ours in (("config_file", "accelerate_config"), ("num_processes", "num_processes")):
+        if launcher.value(key):
+            flags.set(ours, launcher.value(key))
+    rest = [f.key for f in launcher.items if f.key not in ("config_file", "num_processes")]
+    if rest:
+        notes.append(f"accelerate launch options dropped: {', '.join(rest)}")
+
+
+def _processes(entry: Entry, inv: Invocation) -> None:
+    """The processes accelerate would start (`--num_processes`, else the accelerate config's), as
+    NPROC_PER_NODE capped at the 2 CPU cores (tunesmith reads NPROC_PER_NODE before either)."""
+    from tunesmith.config import accelerate_launch
+
+    count = inv.flags.value("num_processes")
+    ref = inv.flags.value("accelerate_config")
+    if count is None and ref is not None:
+        support = CORPUS / entry.source / "_support" / ref
+        data = accelerate_launch.read(str(support) if support.is_file() else ref)
+        if accelerate_launch.distributed_type(data) != "NO":
+            count = str(data.get("num_processes") or 1)
+    if count is None or not count.isdigit() or "NPROC_PER_NODE" in inv.env:
+        return
+    inv.env["NPROC_PER_NODE"] = str(min(int(count), MAX_PROCS))
+    if int(count) > MAX_PROCS:
+        inv.notes.append(f"accelerate's {count} processes -> NPROC_PER_NODE={MAX_PROCS} (2 CPU cores)")
 
 
 def _mindspeed_config(inv: Invocation) -> None:

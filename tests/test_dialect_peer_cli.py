@@ -50,7 +50,9 @@ def test_command_line_num_processes_beats_the_file_and_the_environment_beats_bot
     load_config(None, [*BASE, "--accelerate_config", "zero2", "--num_processes", "3"])
     assert dist_env.world_size() == 3
     monkeypatch.setenv("NPROC_PER_NODE", "2")
-    cfg = load_config(None, [*BASE, "--accelerate_config", "zero2", "--num_processes", "4", "--bf16", "false"])
+    cfg = load_config(
+        None, [*BASE, "--accelerate_config", "zero2", "--num_processes", "4", "--bf16", "false"]
+    )
     assert dist_env.world_size() == 2 and cfg.train.bf16 is False  # the config's own precision wins
 
 

@@ -20,20 +20,58 @@ from tunesmith.utils.errors import ConfigError
 
 # Launch details that change nothing in the run itself (placement, rendezvous, TPU and cluster settings).
 LAUNCH_ONLY = frozenset(
-    "compute_environment debug downcast_bf16 enable_cpu_affinity gpu_ids machine_rank main_process_ip "
-    "main_process_port main_training_function rdzv_backend same_network tpu_env tpu_use_cluster tpu_use_sudo "
-    "tpu_name tpu_zone use_cpu commands command_file".split()
+    [
+        "compute_environment",
+        "debug",
+        "downcast_bf16",
+        "enable_cpu_affinity",
+        "gpu_ids",
+        "machine_rank",
+        "main_process_ip",
+        "main_process_port",
+        "main_training_function",
+        "rdzv_backend",
+        "same_network",
+        "tpu_env",
+        "tpu_use_cluster",
+        "tpu_use_sudo",
+        "tpu_name",
+        "tpu_zone",
+        "use_cpu",
+        "commands",
+        "command_file",
+    ]
 )
 DATA_PARALLEL = ("NO", "MULTI_GPU", "MULTI_CPU", "MULTI_NPU", "MULTI_XPU", "MULTI_MLU", "MULTI_MUSA")
 DEEPSPEED_KEYS = frozenset(
-    "deepspeed_config_file zero_stage offload_optimizer_device offload_param_device zero3_init_flag "
-    "zero3_save_16bit_model gradient_accumulation_steps gradient_clipping deepspeed_multinode_launcher "
-    "deepspeed_hostfile deepspeed_exclusion_filter deepspeed_inclusion_filter".split()
+    [
+        "deepspeed_config_file",
+        "zero_stage",
+        "offload_optimizer_device",
+        "offload_param_device",
+        "zero3_init_flag",
+        "zero3_save_16bit_model",
+        "gradient_accumulation_steps",
+        "gradient_clipping",
+        "deepspeed_multinode_launcher",
+        "deepspeed_hostfile",
+        "deepspeed_exclusion_filter",
+        "deepspeed_inclusion_filter",
+    ]
 )
 FSDP_IGNORED = frozenset(
-    "fsdp_auto_wrap_policy fsdp_backward_prefetch fsdp_forward_prefetch fsdp_cpu_ram_efficient_loading "
-    "fsdp_state_dict_type fsdp_sync_module_states fsdp_use_orig_params fsdp_version "
-    "fsdp_transformer_layer_cls_to_wrap fsdp_min_num_params".split()
+    [
+        "fsdp_auto_wrap_policy",
+        "fsdp_backward_prefetch",
+        "fsdp_forward_prefetch",
+        "fsdp_cpu_ram_efficient_loading",
+        "fsdp_state_dict_type",
+        "fsdp_sync_module_states",
+        "fsdp_use_orig_params",
+        "fsdp_version",
+        "fsdp_transformer_layer_cls_to_wrap",
+        "fsdp_min_num_params",
+    ]
 )
 
 
@@ -90,18 +128,24 @@ def settings(ref: str, context: Mapping[str, Any]) -> dict[str, Any]:
             f"accelerate config {ref}: num_machines {data['num_machines']}: tunesmith's launcher takes several "
             "nodes from NNODES, NODE_RANK and MASTER_ADDR"
         )
-    if (dynamo := data.get("dynamo_config") or {}) and str(dynamo.get("dynamo_backend", "NO")).upper() != "NO":
+    if (dynamo := data.get("dynamo_config") or {}) and str(
+        dynamo.get("dynamo_backend", "NO")
+    ).upper() != "NO":
         out["torch_compile"] = True
-    unknown = set(data) - LAUNCH_ONLY - {
-        "distributed_type",
-        "deepspeed_config",
-        "fsdp_config",
-        "mixed_precision",
-        "parallelism_config",
-        "num_machines",
-        "num_processes",
-        "dynamo_config",
-    }
+    unknown = (
+        set(data)
+        - LAUNCH_ONLY
+        - {
+            "distributed_type",
+            "deepspeed_config",
+            "fsdp_config",
+            "mixed_precision",
+            "parallelism_config",
+            "num_machines",
+            "num_processes",
+            "dynamo_config",
+        }
+    )
     if unknown:
         raise ConfigError(f"accelerate config {ref}: keys not run here: {', '.join(sorted(unknown))}")
     if kind != "NO" and data.get("num_processes") is not None and "num_processes" not in context:
@@ -129,7 +173,10 @@ def deepspeed(spec: Mapping[str, Any]) -> str | dict[str, Any]:
         raise ConfigError(f"accelerate deepspeed_config.zero_stage: {stage} is not 0, 1, 2 or 3")
     config = copy.deepcopy(preset(f"zero{stage}"))
     zero = config["zero_optimization"]
-    for key, target in (("offload_optimizer_device", "offload_optimizer"), ("offload_param_device", "offload_param")):
+    for key, target in (
+        ("offload_optimizer_device", "offload_optimizer"),
+        ("offload_param_device", "offload_param"),
+    ):
         device = str(spec.get(key) or "none").lower()
         if device != "none":
             zero[target] = {"device": device}
