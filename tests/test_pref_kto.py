@@ -136,3 +136,14 @@ def test_llama_factory_kto_tag_layout(processed, tmp_path, monkeypatch):
     cfg = load_config(None, [*overrides(tmp_path, "lf_kto"), f"dataset_dir={tmp_path}"], validate=False)
     lf = build_datasets(cfg, tiny_tokenizer()).train
     assert lf["input_ids"] == trl_rows["input_ids"] and lf["kto_tag"] == trl_rows["kto_tag"]
+
+
+def test_ms_swift_messages_and_label_layout(processed, tmp_path, monkeypatch):
+    """ms-swift's KTO rows (`messages` ending with the answer, a `label` column) read by path, as TRL's layout."""
+    _, trl_rows = processed
+    rows = [{"messages": [*ex["prompt"], *ex["completion"]], "label": ex["label"]} for ex in examples()]
+    path = write_jsonl(tmp_path / "swift_kto.jsonl", rows)
+    monkeypatch.setenv("TUNESMITH_DATA_CACHE", str(tmp_path / "cache"))
+    cfg = load_config(None, overrides(tmp_path, path), validate=False)
+    swift = build_datasets(cfg, tiny_tokenizer()).train
+    assert swift["input_ids"] == trl_rows["input_ids"] and swift["kto_tag"] == trl_rows["kto_tag"]

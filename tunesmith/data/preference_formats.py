@@ -59,6 +59,8 @@ def detect_preference_format(spec: DatasetSpec, column_names: list[str], first_r
         for key in ("chosen", "rejected", "kto_tag"):
             if key in cols:
                 spec.columns.setdefault(key, key)
+        if stage == "kto" and "label" in cols and "kto_tag" not in cols:  # ms-swift: messages + label
+            spec.columns.setdefault("kto_tag", "label")
     for key in ("system", "tools"):
         if key in cols:
             spec.columns.setdefault(key, key)
