@@ -207,8 +207,12 @@ def test_method_conversions():
     )
     assert swift.methods.init_lora_weights == "pissa_niter_4" and swift.data.mask_history
     assert swift.methods.lora_dtype is None
-    with pytest.raises(ConfigError, match="'loss_scale'.*per-token loss weights are not implemented"):
-        load_config(None, [*BASE, "--tuner_type", "lora", "--loss_scale", "react"])
+    weighted = load_config(
+        None, [*BASE, "--tuner_type", "lora", "--loss_scale", "last_round+hermes+ignore_empty_think"]
+    )
+    assert weighted.data.mask_history and weighted.data.token_loss_weights == "hermes+ignore_empty_think"
+    react = load_config(None, [*BASE, "--tuner_type", "lora", "--loss_scale", "react"])
+    assert react.data.token_loss_weights == "react" and not react.data.mask_history
     pro = load_config(
         None,
         [*BASE, "--train_type", "llamapro", "--llamapro_num_new_blocks", "2", "--split_dataset_ratio", "0"],

@@ -37,6 +37,7 @@ def check_method_options(cfg: TunesmithConfig) -> None:
     """Refuse a method option set (to a non-default value) without the switch or fine-tuning type it needs, and
     methods that change the trainable set while training on several processes."""
     _single_process_methods(cfg)
+    _token_weights_supported(cfg)
     if cfg.methods.use_badam and cfg.train.resume_from_checkpoint and not cfg.methods.resume_only_model:
         raise ConfigError(
             f"{cfg.where('resume_from_checkpoint')} with use_badam: BAdam's active block and its float32 copies "
@@ -51,6 +52,22 @@ def check_method_options(cfg: TunesmithConfig) -> None:
                 continue
             if cfg.is_set(name) and cfg.get(name) != entry.default:
                 raise ConfigError(f"{cfg.where(name)}: only used with {needs}; set that, or drop {name}")
+
+
+def _token_weights_supported(cfg: TunesmithConfig) -> None:
+    """token_loss_weights weight the SFT token loss; other stages and context-parallel slices do not carry them."""
+    if not cfg.data.token_loss_weights:
+        return
+    stage = getattr(cfg.train, "stage", "sft") or "sft"
+    if stage != "sft":
+        raise ConfigError(
+            f"{cfg.where('token_loss_weights')}: weights the supervised fine-tuning loss (stage: sft), not stage "
+            f"{stage}; unset it"
+        )
+    if cfg.parallel.cp_size > 1:
+        raise ConfigError(
+            f"{cfg.where('token_loss_weights')}: not supported with context parallel (cp_size > 1) yet; unset one"
+        )
 
 
 def _single_process_methods(cfg: TunesmithConfig) -> None:

@@ -18,7 +18,8 @@ from transformers import PreTrainedTokenizerBase
 from tunesmith.data import cache
 from tunesmith.data.formats import ROW_COLUMN, check_columns, detect_format, make_converter
 from tunesmith.data.loaders import first_row, load_raw, not_utf8
-from tunesmith.data.megatron_indexed import megatron_prefixes, pretraining_blocks
+from tunesmith.data.loss_weights import parse_scheme
+from tunesmith.data.megatron_indexed import megatron_prefixes, pretraining_blocks, reads_megatron
 from tunesmith.data.mixing import AnyDataset, merge, sample, split_dataset
 from tunesmith.data.pairwise import make_kto_processor, make_pair_processor
 from tunesmith.data.preference_formats import (
@@ -52,7 +53,7 @@ class DataBundle:
 def build_datasets(cfg: Any, tokenizer: PreTrainedTokenizerBase) -> DataBundle:
     """Load, convert, mix, split and tokenize the datasets of `cfg`; reuse the cache when inputs are unchanged."""
     data = cfg.data
-    if data.data_manager_type == "mg":
+    if reads_megatron(data):
         return _megatron_bundle(cfg)
     saved = cache.load_processed(Path(data.tokenized_path)) if data.tokenized_path else None
     if saved is not None:
@@ -142,6 +143,8 @@ class _Job:
         extra = {"stage": self.stage, "seed": self.seed, "shuffle": self.shuffle}
         if self.stage == "pt":
             extra["batches"] = [self.data.preprocessing_batch_size, self.data.preprocessing_num_workers]
+        if self.data.token_loss_weights:  # the rules themselves: a JSON file's content may change
+            extra["token_loss_weights"] = parse_scheme(self.data.token_loss_weights).fingerprint()
         return extra
 
     def process(self) -> datasets.DatasetDict | dict[str, AnyDataset]:

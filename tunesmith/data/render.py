@@ -118,6 +118,10 @@ class SlotRenderer:
                         pairs[k] = ([*pairs[k][0], empty], pairs[k][1])
         return pairs
 
+    def answer_tail(self) -> list[Piece]:
+        """The pieces the template puts after an answer's content (its end-of-turn tokens)."""
+        return self._fill(self.template.assistant, "")
+
     def _message(self, index: int, message: dict[str, str], system: str, tools: str) -> list[Piece]:
         t = self.template
         pieces: list[Piece] = []
@@ -242,6 +246,16 @@ class JinjaRenderer:
             out.append(([prompt[len(done) :]], [full[len(prompt) :]]))
             done = full
         return out
+
+    def answer_tail(self) -> list[Piece]:
+        """The text the chat template puts after an answer's content, found with a probe conversation."""
+        probe = "\x00tunesmith-probe\x00"
+        (_, answer), *_ = self.turns(
+            [{"role": USER, "content": "?"}, {"role": ASSISTANT, "content": probe}], "", ""
+        )
+        text = answer[0]
+        rest = text[text.index(probe) + len(probe) :] if probe in text else ""
+        return [rest] if rest else []
 
     def _render(self, chat: list[dict], generation_prompt: bool, kwargs: dict[str, Any]) -> str:
         return self.tokenizer.apply_chat_template(

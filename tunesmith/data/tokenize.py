@@ -13,6 +13,7 @@ from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
+from tunesmith.data.loss_weights import WeightScheme, parse_scheme, weigh_answer
 from tunesmith.data.render import Piece, Renderer
 from tunesmith.data.self_cognition import check_names, fill
 from tunesmith.data.truncation import cut_document, truncate
@@ -31,11 +32,14 @@ def encode_texts(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> list[l
 
 def encode_pieces(tokenizer: PreTrainedTokenizerBase, groups: list[list[Piece]]) -> list[list[int]]:
     """Each group of pieces -> ids; every distinct string is tokenized once for the whole batch."""
+    return [list(chain.from_iterable(group)) for group in piece_ids(tokenizer, groups)]
+
+
+def piece_ids(tokenizer: PreTrainedTokenizerBase, groups: list[list[Piece]]) -> list[list[list[int]]]:
+    """The ids of every piece of every group (each distinct string tokenized once for the whole batch)."""
     unique = list(dict.fromkeys(p for group in groups for p in group if isinstance(p, str)))
     ids = dict(zip(unique, encode_texts(tokenizer, unique), strict=True))
-    return [
-        list(chain.from_iterable([p] if isinstance(p, int) else ids[p] for p in group)) for group in groups
-    ]
+    return [[[p] if isinstance(p, int) else ids[p] for p in group] for group in groups]
 
 
 def infer_seqlen(source_len: int, target_len: int, cutoff_len: int) -> tuple[int, int]:
@@ -94,30 +98,88 @@ def make_sft_processor(
 
     check_names(data.model_name, data.model_author)
     names = (data.model_name, data.model_author) if data.model_name or data.model_author else None
+    scheme = parse_scheme(data.token_loss_weights) if data.token_loss_weights else None
+    tail = renderer.answer_tail() if scheme is not None and hasattr(renderer, "answer_tail") else []
 
     def process(batch: Batch) -> Batch:
         if names is not None:
             batch = {**batch, "_messages": [fill(m, *names) for m in batch["_messages"]]}
-        turns_per_row = [_render(renderer, batch, i) for i in range(len(batch["_messages"]))]
-        flat = [piece_list for turns in turns_per_row for turn in turns for piece_list in turn]
-        encoded = iter(encode_pieces(tokenizer, flat))
         out: Batch = {"input_ids": [], "labels": []}
-        for turns in turns_per_row:
-            ids_turns = [(next(encoded), next(encoded)) for _ in turns]
-            strategy = data.truncation_strategy
-            budget = data.cutoff_len if strategy is None else sum(len(s) + len(t) for s, t in ids_turns)
-            input_ids, labels = supervise(ids_turns, budget, data.train_on_prompt, data.mask_history)
-            if strategy is not None:
-                kept = truncate(input_ids, labels, data.cutoff_len, strategy)
-                if kept is None:
-                    continue
-                input_ids, labels = kept
-            if any(label != IGNORE_INDEX for label in labels):
-                out["input_ids"].append(input_ids)
-                out["labels"].append(labels)
+        if scheme is not None:
+            out["loss_weights"] = []
+        for sources, targets, weights in _encode_rows(renderer, tokenizer, batch, scheme, tail):
+            kept = _supervised(list(zip(sources, targets, strict=True)), weights, data)
+            if kept is None or all(label == IGNORE_INDEX for label in kept[1]):
+                continue
+            out["input_ids"].append(kept[0])
+            out["labels"].append(kept[1])
+            if scheme is not None:
+                out["loss_weights"].append(kept[2])
         return out
 
     return process
+
+
+def _encode_rows(
+    renderer: Renderer,
+    tokenizer: PreTrainedTokenizerBase,
+    batch: Batch,
+    scheme: WeightScheme | None,
+    tail: list[Piece],
+) -> list[tuple[list[list[int]], list[list[int]], list[list[float]] | None]]:
+    """Per row: the prompt ids and the answer ids of every turn, and (with a scheme) each answer token's
+    weight."""
+    groups: list[list[Piece]] = []
+    answer_weights: list[list[float]] = []
+    shape: list[int] = []
+    for i, messages in enumerate(batch["_messages"]):
+        turns = _render(renderer, batch, i)
+        shape.append(len(turns))
+        for k, (prompt, answer) in enumerate(turns):
+            pieces, weights = weigh_answer(answer, tail, scheme, messages[2 * k]["content"])
+            groups += [prompt, pieces]
+            answer_weights.append(weights)
+    encoded = iter(piece_ids(tokenizer, groups))
+    per_weight = iter(answer_weights)
+    rows = []
+    for n in shape:
+        sources, targets, weights = [], [], []
+        for _ in range(n):
+            prompt, answer = next(encoded), next(encoded)
+            sources.append(list(chain.from_iterable(prompt)))
+            targets.append(list(chain.from_iterable(answer)))
+            piece_weights = next(per_weight)
+            if scheme is not None:
+                weights.append([w for ids, w in zip(answer, piece_weights, strict=True) for _ in ids])
+        rows.append((sources, targets, weights if scheme is not None else None))
+    return rows
+
+
+def _supervised(
+    ids_turns: list[tuple[list[int], list[int]]], answer_weights: list[list[float]] | None, data: Any
+) -> tuple[list[int], list[int], list[float] | None] | None:
+    """(input_ids, labels, weights) of one row within cutoff_len (None: deleted by truncation_strategy). A
+    token of weight 0 is not supervised; unsupervised tokens weigh 0."""
+    strategy = data.truncation_strategy
+    budget = data.cutoff_len if strategy is None else sum(len(s) + len(t) for s, t in ids_turns)
+    input_ids, labels = supervise(ids_turns, budget, data.train_on_prompt, data.mask_history)
+    if answer_weights is None:
+        if strategy is None:
+            return input_ids, labels, None
+        kept = truncate(input_ids, labels, data.cutoff_len, strategy)
+        return None if kept is None else (*kept, None)
+    # the same cut applied to the weights: supervise only looks at lengths (prompt tokens weigh 1)
+    weight_turns = [([1.0] * len(s), w) for (s, _), w in zip(ids_turns, answer_weights, strict=True)]
+    _, weights = supervise(weight_turns, budget, data.train_on_prompt, data.mask_history)  # type: ignore[arg-type]
+    if strategy is not None:
+        kept = truncate(input_ids, labels, data.cutoff_len, strategy)
+        if kept is None:
+            return None
+        input_ids, labels = kept
+        weights = truncate(weights, weights, data.cutoff_len, strategy)[1]  # type: ignore[index,arg-type]
+    weights = [0.0 if label == IGNORE_INDEX else float(w) for w, label in zip(weights, labels, strict=True)]
+    labels = [IGNORE_INDEX if w == 0 else label for w, label in zip(weights, labels, strict=True)]
+    return input_ids, labels, weights
 
 
 def _render(renderer: Renderer, batch: Batch, i: int) -> list[tuple[list[Piece], list[Piece]]]:

@@ -4,7 +4,9 @@ The trainer sums token losses over every micro-batch of an optimizer step and di
 valid label tokens in the whole step (`step_tokens`), so gradient accumulation gives the gradient of one big
 batch. The MoE router loss (times `router_aux_loss_coef`) is averaged over the micro-batches of a step, so its
 weight does not grow with gradient accumulation (transformers.Trainer sums it; the two agree at accumulation 1).
-Labels are not shifted (the position `t` predicts `labels[t + 1]`); `-100` marks unsupervised tokens.
+Labels are not shifted (the position `t` predicts `labels[t + 1]`); `-100` marks unsupervised tokens. A
+micro-batch's `loss_weights` (B, T), aligned with the labels (`token_loss_weights`), weight each token's loss
+in the sum; the step is still divided by its valid tokens (ms-swift's loss_scale).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from torch.utils.checkpoint import checkpoint
 from tunesmith.utils.errors import ConfigError
 
 IGNORE_INDEX = -100
+WEIGHTS = "loss_weights"
 
 
 def valid_tokens(labels: torch.Tensor) -> torch.Tensor:
@@ -27,20 +30,32 @@ def valid_tokens(labels: torch.Tensor) -> torch.Tensor:
     return (labels[..., 1:] != IGNORE_INDEX).sum()
 
 
-def token_ce_sum(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
-    """Sum over valid tokens of the (optionally label-smoothed) cross-entropy of next-token `logits` (B, T, V).
+def token_ce_sum(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    label_smoothing: float = 0.0,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Sum over valid tokens of the (optionally label-smoothed) cross-entropy of next-token `logits` (B, T, V),
+    each token's term times its `weights` entry (aligned with `labels`) when given.
 
     `labels` one position longer than `logits` (a context-parallel slice) are already aligned: labels[:, 1:] are
     the targets of every logit position."""
     shifted = (logits if labels.size(1) == logits.size(1) + 1 else logits[:, :-1, :]).float()
     targets = labels[:, 1:].to(shifted.device)
-    return F.cross_entropy(
+    ce = F.cross_entropy(
         shifted.reshape(-1, shifted.size(-1)),
         targets.reshape(-1),
         ignore_index=IGNORE_INDEX,
-        reduction="sum",
+        reduction="sum" if weights is None else "none",
         label_smoothing=label_smoothing,
     )
+    return ce if weights is None else (ce * shifted_weights(weights, ce.device)).sum()
+
+
+def shifted_weights(weights: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """The loss weights of the targets (positions 1..T), flattened as the token losses are."""
+    return weights[:, 1:].reshape(-1).to(device=device, dtype=torch.float32)
 
 
 def chunked_ce_sum(
@@ -49,32 +64,41 @@ def chunked_ce_sum(
     labels: torch.Tensor,
     chunk_size: int,
     label_smoothing: float = 0.0,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """`token_ce_sum(head(hidden), labels)` computed over sequence chunks of `chunk_size` positions.
+    """`token_ce_sum(head(hidden), labels, label_smoothing, weights)` over sequence chunks of `chunk_size`.
 
     Each chunk's logits are built, reduced to a scalar and freed; backward recomputes them chunk by chunk
     (activation checkpointing), so the full (B, T, V) fp32 logits never exist.
     """
     targets = torch.full_like(labels, IGNORE_INDEX)
     targets[:, :-1] = labels[:, 1:]
+    target_weights = None
+    if weights is not None:
+        target_weights = torch.zeros(labels.shape, dtype=torch.float32, device=hidden.device)
+        target_weights[:, :-1] = weights[:, 1:]
     total = hidden.new_zeros((), dtype=torch.float32)
     for start in range(0, hidden.size(1), chunk_size):
         h = hidden[:, start : start + chunk_size]
         t = targets[:, start : start + chunk_size]
+        w = None if target_weights is None else target_weights[:, start : start + chunk_size]
         if bool((t != IGNORE_INDEX).any()):
-            total = total + checkpoint(_chunk_ce, h, t, head, label_smoothing, use_reentrant=False)
+            total = total + checkpoint(_chunk_ce, h, t, head, label_smoothing, w, use_reentrant=False)
     return total
 
 
-def _chunk_ce(h: torch.Tensor, t: torch.Tensor, head: Callable, label_smoothing: float) -> torch.Tensor:
+def _chunk_ce(
+    h: torch.Tensor, t: torch.Tensor, head: Callable, label_smoothing: float, w: torch.Tensor | None
+) -> torch.Tensor:
     logits = head(h).float()
-    return F.cross_entropy(
+    ce = F.cross_entropy(
         logits.reshape(-1, logits.size(-1)),
         t.reshape(-1),
         ignore_index=IGNORE_INDEX,
-        reduction="sum",
+        reduction="sum" if w is None else "none",
         label_smoothing=label_smoothing,
     )
+    return ce if w is None else (ce * w.reshape(-1)).sum()
 
 
 class CausalLMLoss:
@@ -105,26 +129,33 @@ class CausalLMLoss:
         self, model: torch.nn.Module, batch: Mapping[str, torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(sum of token CE over valid tokens, auxiliary loss already multiplied by its coefficient)."""
-        inputs = {k: v for k, v in batch.items() if k != "labels"}
-        labels = batch["labels"]
+        inputs = {k: v for k, v in batch.items() if k not in ("labels", WEIGHTS)}
+        labels, weights = batch["labels"], batch.get(WEIGHTS)
         moe = self.aux_loss_coef > 0
         if moe:
             inputs["output_router_logits"] = True
         if self.chunk_size:
-            return self._chunked(model, inputs, labels, moe)
+            return self._chunked(model, inputs, labels, moe, weights)
         out = model(**inputs, use_cache=False)
         if self.token_loss is not None:
-            ce = self.token_loss(out.logits, labels, batch_inputs(inputs))
+            ce = self.token_loss(out.logits, labels, batch_inputs(inputs), weights=weights)
         else:
-            ce = token_ce_sum(out.logits, labels, self.label_smoothing)
+            ce = token_ce_sum(out.logits, labels, self.label_smoothing, weights)
         return ce, self._aux(out.aux_loss if moe else None, ce)
 
     def _chunked(
-        self, model: torch.nn.Module, inputs: dict, labels: torch.Tensor, moe: bool
+        self,
+        model: torch.nn.Module,
+        inputs: dict,
+        labels: torch.Tensor,
+        moe: bool,
+        weights: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         decoder, head = decoder_and_head(model)
         out = decoder(**inputs, use_cache=False)
-        ce = chunked_ce_sum(out.last_hidden_state, head, labels, self.chunk_size, self.label_smoothing)
+        ce = chunked_ce_sum(
+            out.last_hidden_state, head, labels, self.chunk_size, self.label_smoothing, weights
+        )
         aux = None
         if moe:
             aux = moe_aux_loss(model, out.router_logits, inputs.get("attention_mask"))

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from tunesmith.train.loss import unwrap
+from tunesmith.train.loss import shifted_weights, unwrap
 from tunesmith.utils.errors import ConfigError
 
 IGNORE_INDEX = -100
@@ -64,20 +64,22 @@ def weighted_ce_sum(
     labels: torch.Tensor,
     alpha: float = 1.0,
     ref_logits: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Sum over valid tokens of the `method` (dft, eaft, asft) token loss of next-token `logits` (B, T, V)."""
+    """Sum over valid tokens of the `method` (dft, eaft, asft) token loss of next-token `logits` (B, T, V),
+    each token's loss times its `weights` entry (aligned with `labels`, token_loss_weights) when given."""
     flat, targets = _shifted(logits, labels)
     valid = targets != IGNORE_INDEX
     ce = token_ce(flat, targets)
-    if method == "eaft":
-        return (ce * eaft_weights(flat, alpha))[valid].sum()
-    total = (ce * dft_weights(ce))[valid].sum()
+    token_loss = ce * (eaft_weights(flat, alpha) if method == "eaft" else dft_weights(ce))
     if method == "asft":
         if ref_logits is None:
             raise ValueError("asft needs the reference model's logits")
         ref_flat, _ = _shifted(ref_logits, labels)
-        total = total + alpha * kl_to_reference(flat, ref_flat)[valid].sum()
-    return total
+        token_loss = token_loss + alpha * kl_to_reference(flat, ref_flat)
+    if weights is not None:
+        token_loss = token_loss * shifted_weights(weights, token_loss.device)
+    return token_loss[valid].sum()
 
 
 class TokenWeightedLoss:
@@ -87,13 +89,17 @@ class TokenWeightedLoss:
         self.method, self.alpha, self.reference = method, alpha, reference
 
     def __call__(
-        self, logits: torch.Tensor, labels: torch.Tensor, inputs: Mapping[str, torch.Tensor]
+        self,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        inputs: Mapping[str, torch.Tensor],
+        weights: torch.Tensor | None = None,
     ) -> torch.Tensor:
         ref_logits = None
         if self.reference is not None:
             with torch.no_grad():
                 ref_logits = self.reference(**inputs, use_cache=False).logits
-        return weighted_ce_sum(self.method, logits, labels, self.alpha, ref_logits)
+        return weighted_ce_sum(self.method, logits, labels, self.alpha, ref_logits, weights)
 
 
 def build_token_loss(methods: Any, model: torch.nn.Module) -> TokenWeightedLoss | None:

@@ -118,14 +118,12 @@ LOSS_SCALES = {"default": {}, "last_round": {"mask_history": True}, "all": {"tra
 
 
 def loss_scale(value: Any) -> dict[str, Any]:
-    """`--loss_scale default|last_round|all` -> the prompt/history masking; weighted schemes are refused."""
-    key = str(value).strip().lower()
-    if key not in LOSS_SCALES:
-        raise ConfigError(
-            f"{value!r}: per-token loss weights are not implemented; choose one of: "
-            f"{', '.join(LOSS_SCALES)} (default trains on the responses)"
-        )
-    return LOSS_SCALES[key]
+    """`--loss_scale [default|last_round|all+]scheme[+scheme...]`: the base strategy -> the prompt/history
+    masking, the weighted schemes (react, hermes, ... ; `base` weighs 1) -> token_loss_weights."""
+    parts = [p.strip() for p in str(value).split("+")]
+    base = parts.pop(0).lower() if parts[0].lower() in LOSS_SCALES else "default"
+    schemes = [p for p in parts if p and p != "base"]
+    return {**LOSS_SCALES[base], **({"token_loss_weights": "+".join(schemes)} if schemes else {})}
 
 
 def tuner_type(value: Any) -> dict[str, Any]:
@@ -304,7 +302,10 @@ TRAINING = {
     "rlhf_type": convert(rlhf_type, "stage (dpo, kto, rm) and pref_loss (orpo, simpo)"),
     "loss_type": convert(loss_type, "pref_loss for rlhf (sigmoid, hinge, ipo ...); dft: use_dft_loss"),
     "enable_dft_loss": alias("use_dft_loss"),
-    "loss_scale": convert(loss_scale, "default: responses; last_round: mask_history; all: train_on_prompt"),
+    "loss_scale": convert(
+        loss_scale,
+        "default: responses; last_round: mask_history; all: train_on_prompt; weighted schemes: token_loss_weights",
+    ),
     "enable_channel_loss": refuse(
         "reports the loss per data channel; not implemented (eval_on_each_dataset "
         "gives a loss per eval dataset)"

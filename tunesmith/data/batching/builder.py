@@ -20,7 +20,7 @@ from tunesmith.data.tokenize import pretrain_eos_id
 from tunesmith.utils.errors import ConfigError, DataError
 
 logger = logging.getLogger("tunesmith")
-COLUMNS = ("input_ids", "labels", "position_ids")
+COLUMNS = ("input_ids", "labels", "position_ids", "loss_weights")
 VARLEN = ("flash_attn", "flash_attention_2", "flash_attention_3")
 
 

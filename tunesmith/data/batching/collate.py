@@ -2,7 +2,8 @@
 
 Micro-batch format (docs/INTERNALS.md): `input_ids`, `labels` (B, T); `attention_mask` (B, T) for padded
 batches; `position_ids` (B, T) restarting at 0 per sequence for packed rows; with `mask_4d` a float
-`attention_mask` (B, 1, T, T) that is 0 where a query may attend and the dtype's minimum elsewhere.
+`attention_mask` (B, 1, T, T) that is 0 where a query may attend and the dtype's minimum elsewhere. Examples with
+`loss_weights` (per-token loss weights, `token_loss_weights`) give a float `loss_weights` (B, T), 0 on padding.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import torch
 
 IGNORE_INDEX = -100
+WEIGHTS = "loss_weights"
 Example = dict[str, Any]
 Batch = dict[str, torch.Tensor]
 
@@ -23,6 +25,7 @@ def pack_row(examples: Sequence[Example]) -> Example:
     input_ids: list[int] = []
     labels: list[int] = []
     position_ids: list[int] = []
+    weights: list[float] = []
     for i, ex in enumerate(examples):
         ids, labs = list(ex["input_ids"]), list(ex["labels"])
         if i > 0 and labs:
@@ -30,7 +33,12 @@ def pack_row(examples: Sequence[Example]) -> Example:
         input_ids += ids
         labels += labs
         position_ids += range(len(ids))
-    return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids}
+        if WEIGHTS in ex:
+            weights += [
+                0.0 if label == IGNORE_INDEX else w for w, label in zip(ex[WEIGHTS], labs, strict=True)
+            ]
+    row = {"input_ids": input_ids, "labels": labels, "position_ids": position_ids}
+    return {**row, WEIGHTS: weights} if WEIGHTS in examples[0] else row
 
 
 def split_after(example: Example, separator_id: int) -> list[Example]:
@@ -66,7 +74,7 @@ def pad_collate(
     labels = _pad([ex["labels"] for ex in examples], width, label_pad_id, left)
     valid = _pad([[1] * len(ex["input_ids"]) for ex in examples], width, 0, left)
     mask = padded_causal_mask(valid) if mask_4d else valid
-    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+    return _with_weights({"input_ids": ids, "labels": labels, "attention_mask": mask}, examples, width, left)
 
 
 def packed_collate(rows: Sequence[Example], pad_id: int, *, mask_4d: bool = False) -> Batch:
@@ -82,7 +90,19 @@ def packed_collate(rows: Sequence[Example], pad_id: int, *, mask_4d: bool = Fals
     batch = {"input_ids": ids, "labels": labels, "position_ids": positions}
     if mask_4d:
         batch["attention_mask"] = block_causal_mask(positions)
-    return batch
+    return _with_weights(batch, rows, width, False)
+
+
+def _with_weights(batch: Batch, examples: Sequence[Example], width: int, left: bool) -> Batch:
+    """The micro-batch with the examples' `loss_weights` padded by 0, when they have them."""
+    if WEIGHTS not in examples[0]:
+        return batch
+    out = torch.zeros((len(examples), width), dtype=torch.float32)
+    for i, ex in enumerate(examples):
+        row = torch.as_tensor(ex[WEIGHTS], dtype=torch.float32)
+        start = width - len(row) if left else 0
+        out[i, start : start + len(row)] = row
+    return {**batch, WEIGHTS: out}
 
 
 def _to_float_mask(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import datasets
 
-from tunesmith.data.batching.collate import pack_row
+from tunesmith.data.batching.collate import WEIGHTS, pack_row
 from tunesmith.utils.errors import DataError
 
 
@@ -66,15 +66,13 @@ def pack_dataset(
     """Pack `dataset` (input_ids, labels) into rows of at most `cutoff_len` tokens with `position_ids` restarting
     at 0 per example; attention stays inside each example when the model gets those `position_ids`."""
     bins = best_fit_decreasing(lengths, cutoff_len)
-    columns = dataset.select_columns(["input_ids", "labels"])
-    rows = {"input_ids": [], "labels": [], "position_ids": []}
+    names = [c for c in ("input_ids", "labels", WEIGHTS) if c in dataset.column_names]
+    columns = dataset.select_columns(names)
+    rows: dict[str, list] = {key: [] for key in [*names, "position_ids"]}
     for members in bins:
         part = columns[members]
         row = pack_row(
-            [
-                {"input_ids": i, "labels": lab}
-                for i, lab in zip(part["input_ids"], part["labels"], strict=True)
-            ]
+            [dict(zip(names, values, strict=True)) for values in zip(*(part[n] for n in names), strict=True)]
         )
         for key, value in row.items():
             rows[key].append(value)
