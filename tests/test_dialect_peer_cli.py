@@ -87,3 +87,33 @@ def test_accelerate_config_it_cannot_run_is_refused_by_key(tmp_path, no_layout, 
 def test_missing_accelerate_config_names_the_key(no_layout):
     with pytest.raises(ConfigError, match=r"'accelerate_config' \(command line\).*no such file"):
         load_config(None, [*BASE, "--accelerate_config", "nowhere/acc.yaml"])
+
+
+SWIFT = [*BASE, "--tuner_type", "lora"]
+
+
+def test_swift_named_optimizers():
+    cfg = load_config(None, [*SWIFT, "--optimizer", "muon", "--adam_beta2", "0.98"])
+    muon = cfg.train.optim_config.to_dict()
+    assert muon["name"] == "muon" and (muon["adamw_beta1"], muon["adamw_beta2"]) == (0.9, 0.98)
+    assert load_config(None, [*SWIFT, "--optimizer", "galore"]).methods.use_galore is True
+    with pytest.raises(ConfigError, match="'optimizer'.*'muonclip'.*not implemented"):
+        load_config(None, [*SWIFT, "--optimizer", "muonclip"])
+    with pytest.raises(ConfigError, match="lorap_lr_ratio"):
+        load_config(None, [*SWIFT, "--optimizer", "lorap"])
+
+
+def test_swift_qlora_compute_dtype_is_the_load_dtype():
+    cfg = load_config(None, [*SWIFT, "--quant_bits", "4", "--bnb_4bit_compute_dtype", "bfloat16"])
+    assert cfg.model.torch_dtype == "bfloat16"
+    same = [*SWIFT, "--torch_dtype", "bfloat16", "--bnb_4bit_compute_dtype", "bfloat16"]
+    assert load_config(None, same).model.torch_dtype == "bfloat16"
+    with pytest.raises(ConfigError, match="'bnb_4bit_compute_dtype'.*torch_dtype float16"):
+        load_config(None, [*SWIFT, "--torch_dtype", "float16", "--bnb_4bit_compute_dtype", "bfloat16"])
+
+
+def test_swift_agent_template_and_experts_impl():
+    cfg = load_config(None, [*SWIFT, "--agent_template", "hermes", "--experts_impl", "grouped_mm"])
+    assert cfg.data.tool_format == "qwen" and cfg.model.moe_grouped_gemm is True
+    with pytest.raises(ConfigError, match="'agent_template'.*'react_en'.*set tool_format"):
+        load_config(None, [*SWIFT, "--agent_template", "react_en"])

@@ -6,13 +6,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from tunesmith.config.dialects import notes
+from tunesmith.config.dialects import notes, swift_options
 from tunesmith.config.dialects.base import (
     Dialect,
     Entry,
     HomeDefault,
     alias,
     convert,
+    convert_in_context,
     fixed,
     inert,
     refuse,
@@ -233,9 +234,7 @@ DATA = {
 }
 TEMPLATE = {
     "system": alias("default_system"),
-    "agent_template": refuse(
-        "names an ms-swift agent template; choose the tool-call format with tool_format"
-    ),
+    "agent_template": convert(swift_options.agent_template, "tool_format (hermes: qwen)"),
     "use_chat_template": fixed(
         True, "chat data is always rendered with the template; for plain text use stage: pt"
     ),
@@ -271,7 +270,9 @@ MODEL = {
     "quant_method": convert(quant_method, "bnb: bitsandbytes, with quant_bits as quantization_bit"),
     "quant_bits": alias("quantization_bit"),
     "hqq_axis": refuse(notes.QUANT_BACKEND),
-    "bnb_4bit_compute_dtype": refuse("is set from bf16/fp16 here (bf16 runs compute in bf16, else fp32)"),
+    "bnb_4bit_compute_dtype": convert_in_context(
+        swift_options.bnb_4bit_compute_dtype, "4-bit layers compute in torch_dtype (sets it when unset)"
+    ),
     "bnb_4bit_quant_storage": refuse(
         "sets the storage dtype of 4-bit weights (for FSDP+QLoRA); it is uint8 here"
     ),
@@ -282,9 +283,7 @@ MODEL = {
     "task_type": convert(_task_type, "causal_lm"),
     "num_labels": refuse("configures sequence classification; a reward model is stage: rm"),
     "problem_type": refuse("configures sequence classification; a reward model is stage: rm"),
-    "experts_impl": refuse(
-        "selects ms-swift's MoE kernels; MoE models run transformers' experts (expert parallel: ep_size)"
-    ),
+    "experts_impl": convert(swift_options.experts_impl, "grouped_mm: moe_grouped_gemm; eager: the default"),
     "new_special_tokens": alias("add_special_tokens"),
     "device_map": refuse(
         "places the model across devices for single-process model parallelism; training "
@@ -299,6 +298,9 @@ MODEL = {
     "enable_npu_model_patch": refuse(notes.NPU, True),
 }
 TRAINING = {
+    "optimizer": convert_in_context(
+        swift_options.optimizer, "muon: optim_config {name: muon}; galore: use_galore; lorap: lorap_lr_ratio"
+    ),
     "rlhf_type": convert(rlhf_type, "stage (dpo, kto, rm) and pref_loss (orpo, simpo)"),
     "loss_type": convert(loss_type, "pref_loss for rlhf (sigmoid, hinge, ipo ...); dft: use_dft_loss"),
     "enable_dft_loss": alias("use_dft_loss"),
@@ -510,5 +512,5 @@ DIALECT = Dialect(
     NAMES,
     MARKERS,
     DEFAULTS,
-    overrides=frozenset({"train_type", "lora_dtype", "model_kwargs"}),
+    overrides=frozenset({"train_type", "lora_dtype", "model_kwargs", "optimizer"}),
 )
