@@ -1,17 +1,31 @@
 """DeepSpeed checkpoints through `tunesmith train`: a 2-process ZeRO-3 run (the shipped JSON) checkpointed at step 3
 holds the engine's partitions; resumed (`resume_from_checkpoint=auto`) on 2 processes it gives the uninterrupted
-run's step 4-6 losses; resuming it without DeepSpeed or on another number of processes is a clear error."""
+run's step 4-6 losses; resuming it without DeepSpeed or on another number of processes is a clear error;
+`tunesmith export` gathers a checkpoint's partitions into the model the run saved."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_train_distributed import _launch  # noqa: E402
-from test_train_distributed_ckpt import BASE, _losses, _resume_copy, assert_resumed_exactly, train_and_resume  # noqa: E402
+from test_train_distributed_ckpt import (  # noqa: E402
+    BASE,
+    _losses,
+    _resume_copy,
+    assert_checkpoint_exports_the_final_model,
+    assert_resumed_exactly,
+    train_and_resume,
+)
+
+from tunesmith.infer.export import load_sharded_checkpoint  # noqa: E402
+from tunesmith.utils.errors import ConfigError  # noqa: E402
 
 pytestmark = pytest.mark.dist
 
@@ -50,3 +64,17 @@ def test_resume_without_deepspeed_is_a_clear_error(runs: dict[str, Path]) -> Non
     ]
     errors = _launch("one", [*args, "per_device_train_batch_size=4"], runs["tmp"])
     assert errors and "was saved by a DeepSpeed run" in errors[0]
+
+
+def test_export_gathers_the_zero3_partitions_into_the_final_model(runs: dict[str, Path]) -> None:
+    assert_checkpoint_exports_the_final_model(runs)
+
+
+def test_a_checkpoint_file_holding_other_objects_is_refused_before_deepspeed_reads_it(tmp_path: Path) -> None:
+    (tmp_path / "state").mkdir()
+    (tmp_path / "latest").write_text("state")
+    torch.save({"module": argparse.Namespace(x=1)}, tmp_path / "state" / "mp_rank_00_model_states.pt")
+    with pytest.raises(
+        ConfigError, match=r"mp_rank_00_model_states.pt: not a plain DeepSpeed checkpoint file"
+    ):
+        load_sharded_checkpoint(tmp_path, nn.Linear(2, 2))

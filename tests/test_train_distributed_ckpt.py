@@ -13,10 +13,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).parent))
 from helpers import save_tiny_model  # noqa: E402
 from test_train_distributed import _launch  # noqa: E402
+
+from tunesmith.cli import main  # noqa: E402
 
 pytestmark = pytest.mark.dist
 
@@ -93,6 +97,21 @@ def assert_resumed_exactly(runs: dict[str, Path], name: str) -> None:
     assert len(full) == 6
     assert full[3] != pytest.approx(full[0], abs=1e-3)  # training moved the loss
     assert resumed[-3:] == pytest.approx(full[3:], rel=LOSS_TOL)
+
+
+def test_export_gathers_the_checkpoint_into_the_final_model(runs: dict[str, Path]) -> None:
+    assert_checkpoint_exports_the_final_model(runs)
+
+
+def assert_checkpoint_exports_the_final_model(runs: dict[str, Path]) -> None:
+    """`tunesmith export OUTPUT_DIR/checkpoint-6` of a sharded run (gathered in one process, the base model from the
+    run's folder) equals the model the run saved at its end (step 6)."""
+    out = runs["full"].parent / "exported"
+    assert main(["export", str(runs["full"] / "checkpoint-6"), "--output", str(out)]) == 0
+    exported, final = load_file(out / "model.safetensors"), load_file(runs["full"] / "model.safetensors")
+    assert exported.keys() == final.keys()
+    assert all(torch.equal(exported[k], final[k]) for k in final)
+    assert (out / "tokenizer_config.json").is_file()
 
 
 def test_resume_on_two_processes_is_exact(runs: dict[str, Path]) -> None:

@@ -27,7 +27,7 @@ commands:
                              estimated peak memory per device with the largest micro batch that fits
   data CONFIG --export F.jsonl [--limit N]
                              process the datasets, write examples (ids, labels, text), print counts and lengths
-  export CONFIG_OR_OUTPUT_DIR [--output DIR] [--dcp DIR]
+  export CONFIG_OR_OUTPUT_DIR_OR_CHECKPOINT [--output DIR] [--checkpoint DIR]
                              merge the adapters (or a sharded checkpoint) into a plain HF model (alias: convert)
   chat MODEL_OR_OUTPUT_DIR [--system TEXT]
                              talk to the model in the terminal (/clear, /exit; Ctrl-C stops an answer)

@@ -1,4 +1,5 @@
-"""DeepSpeed engine: the user's JSON with `"auto"` values filled from our config, CPU/GPU setup, HF export."""
+"""DeepSpeed engine: the user's JSON with `"auto"` values filled from our config, CPU/GPU setup; its checkpoint
+files checked before loading, and their weights loaded into a model in one process (export)."""
 
 from __future__ import annotations
 
@@ -207,14 +208,62 @@ def gathered(engine: Any) -> Iterator[None]:
         yield
 
 
-def export_hf(
-    engine: Any, checkpoint_dir: str | os.PathLike, output_dir: str | os.PathLike, tag: str
-) -> None:
-    """Write a consolidated fp32 `transformers` model from the DeepSpeed checkpoint `checkpoint_dir/tag` (rank 0;
-    all ranks must call)."""
+def _engine_classes() -> list[type]:
+    """The plain DeepSpeed classes its checkpoint files hold besides tensors (stage enum, loss scalers)."""
+    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+
+    return [ZeroStageEnum, LossScaler, DynamicLossScaler]
+
+
+def check_checkpoint_files(folder: str | os.PathLike, tag: str) -> None:
+    """Refuse a DeepSpeed checkpoint `folder/tag` whose files hold anything but tensors, plain values and
+    DeepSpeed's own plain classes: DeepSpeed unpickles them with `weights_only=False`, which could run code."""
+    files = sorted((Path(folder) / tag).glob("*.pt"))
+    if not files:
+        raise ConfigError(f"{Path(folder) / tag}: holds no DeepSpeed checkpoint files (*.pt)")
+    with torch.serialization.safe_globals(_engine_classes()):
+        for file in files:
+            try:
+                torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+            except Exception as exc:  # noqa: BLE001 - any refusal of the safe unpickler: name the file, load nothing
+                reason = str(exc).split("WeightsUnpickler error: ")[-1].split(". ")[0]
+                raise ConfigError(
+                    f"{file}: not a plain DeepSpeed checkpoint file ({reason}); not loading it"
+                ) from exc
+
+
+def checkpoint_tag(folder: str | os.PathLike) -> str:
+    """The tag of the DeepSpeed checkpoint in `folder`: its `latest` file, else its only tag folder."""
+    folder = Path(folder)
+    if (folder / "latest").is_file():
+        return (folder / "latest").read_text().strip()
+    tags = [p.name for p in folder.iterdir() if p.is_dir() and any(p.glob("*model_states.pt"))]
+    if len(tags) != 1:
+        raise ConfigError(
+            f"{folder}: not a DeepSpeed checkpoint folder (no `latest` file and {len(tags)} tag folders)"
+        )
+    return tags[0]
+
+
+def load_zero_model(folder: str | os.PathLike, model: nn.Module) -> None:
+    """Load the fp32 weights of the DeepSpeed checkpoint in `folder` (any ZeRO stage, gathered from every rank's
+    partition) into `model`, in this one process; weights tied to another (an untied copy is not saved) may be
+    absent."""
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
-    if engine.global_rank == 0:
-        state = get_fp32_state_dict_from_zero_checkpoint(str(checkpoint_dir), tag=tag)
-        engine.module.save_pretrained(str(output_dir), state_dict=state)
-    torch.distributed.barrier()
+    tag = checkpoint_tag(folder)
+    check_checkpoint_files(folder, tag)
+    state = get_fp32_state_dict_from_zero_checkpoint(str(folder), tag=tag)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    tied = set(getattr(model, "_tied_weights_keys", None) or ())
+    untied = [k for k in missing if k not in tied]
+    if untied or unexpected:
+        raise ConfigError(
+            f"{folder}: the DeepSpeed checkpoint does not fit this model (missing {untied[:3]}, unexpected "
+            f"{unexpected[:3]}); export it with the base model it was trained from"
+        )
+    if tied and hasattr(model, "tie_weights"):
+        model.tie_weights()

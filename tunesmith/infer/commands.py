@@ -3,12 +3,13 @@ and which infer module runs them (imported when the command runs, so `tunesmith 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from tunesmith.utils.errors import TunesmithError
 
 FLAGS = {
-    "export": {"--dcp": True, "--output": True},
+    "export": {"--checkpoint": True, "--dcp": True, "--output": True},
     "chat": {"--system": True},
     "generate": {"--input": True, "--output": True, "--batch-size": True},
     "serve": {},
@@ -28,11 +29,19 @@ def run_export(config: str | None, overrides: list[str], options: dict[str, Any]
     from tunesmith.infer.loading import inference_config
 
     target, overrides = split_target(config, overrides)
+    checkpoint = options.get("--checkpoint") or options.get("--dcp")
+    if target is not None and _is_sharded_checkpoint(Path(target)):
+        target, checkpoint = str(Path(target).parent), target  # the run's own folder knows the base model
     if options.get("--output"):
         overrides = [*overrides, f"export_dir={options['--output']}"]
-    path = export_model(inference_config(target, overrides), dcp=options.get("--dcp"))
+    path = export_model(inference_config(target, overrides), checkpoint=checkpoint)
     print(f"wrote {path}")
     return 0
+
+
+def _is_sharded_checkpoint(folder: Path) -> bool:
+    """A run's `checkpoint-<step>` folder of a torch distributed or DeepSpeed run."""
+    return (folder / "dcp").is_dir() or (folder / "deepspeed").is_dir()
 
 
 def run_chat(config: str | None, overrides: list[str], options: dict[str, Any]) -> int:

@@ -1,6 +1,6 @@
 """`tunesmith export`: a plain Hugging Face model folder from a run: the adapters merged into the base (a QLoRA
-base dequantised, i.e. loaded in full precision, first), or the weights of a sharded (torch distributed)
-checkpoint; sharded by `export_size` (or one legacy pytorch_model.bin), with tokenizer, chat template and generation
+base dequantised, i.e. loaded in full precision, first), or the weights of a sharded checkpoint (torch distributed
+or DeepSpeed ZeRO, gathered in one process); sharded by `export_size` (or one legacy pytorch_model.bin), with tokenizer, chat template and generation
 config."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import torch
 
 from tunesmith.config.loader import TunesmithConfig
 from tunesmith.dist.checkpoint_io import load_dcp_model
+from tunesmith.dist.deepspeed import load_zero_model
 from tunesmith.infer.loading import load_for_inference
 from tunesmith.model.saving import safetensors_to_bin
 from tunesmith.utils.errors import ConfigError
@@ -20,8 +21,9 @@ from tunesmith.utils.errors import ConfigError
 logger = logging.getLogger("tunesmith")
 
 
-def export_model(cfg: TunesmithConfig, *, dcp: str | None = None) -> Path:
-    """Write the merged (or converted) model of `cfg` to `export_dir`; returns that folder. The folder is filled
+def export_model(cfg: TunesmithConfig, *, checkpoint: str | None = None) -> Path:
+    """Write the merged model of `cfg` (with the weights of the sharded `checkpoint` when given) to `export_dir`;
+    returns that folder. The folder is filled
     under a temporary name and renamed at the end, so a failed export leaves nothing behind."""
     gen = cfg.generation
     if not gen.export_dir:
@@ -39,8 +41,8 @@ def export_model(cfg: TunesmithConfig, *, dcp: str | None = None) -> Path:
     _full_precision_base(cfg)
     loaded = load_for_inference(cfg, merge_all=True, device=_device(gen.export_device))
     model = loaded.model
-    if dcp:
-        load_dcp_model(dcp, model)
+    if checkpoint:
+        load_sharded_checkpoint(checkpoint, model)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -56,6 +58,21 @@ def export_model(cfg: TunesmithConfig, *, dcp: str | None = None) -> Path:
     tmp.rename(out)
     logger.info("exported %s to %s", loaded.name, out)
     return out
+
+
+def load_sharded_checkpoint(path: str | Path, model: torch.nn.Module) -> None:
+    """The weights of a sharded checkpoint into `model`: a run's `checkpoint-<step>` folder (its `dcp/` or
+    `deepspeed/` part), a torch distributed checkpoint folder (`.metadata`) or a DeepSpeed one (`latest`)."""
+    folder = Path(path).expanduser()
+    if (folder / "dcp").is_dir() or (folder / ".metadata").is_file():
+        load_dcp_model(folder / "dcp" if (folder / "dcp").is_dir() else folder, model)
+    elif (folder / "deepspeed").is_dir() or (folder / "latest").is_file():
+        load_zero_model(folder / "deepspeed" if (folder / "deepspeed").is_dir() else folder, model)
+    else:
+        raise ConfigError(
+            f"--checkpoint {path}: holds neither a torch distributed checkpoint (dcp/ or .metadata) nor a DeepSpeed "
+            "one (deepspeed/ or latest); a checkpoint with full weights loads as model_name_or_path=FOLDER"
+        )
 
 
 def _full_precision_base(cfg: TunesmithConfig) -> None:

@@ -63,6 +63,8 @@ def _model_settings(target: str) -> list[str]:
         ]
     if (folder / "config.json").is_file():
         return [f"model_name_or_path={folder}"]
+    if _run_settings(folder).get("model_name_or_path"):  # an unfinished run: its checkpoints hold the weights
+        return [f"model_name_or_path={_run_settings(folder)['model_name_or_path']}"]
     raise ConfigError(
         f"{target}: holds neither a model (config.json) nor an adapter ({ADAPTER_CONFIG}); give the output_dir of a "
         "finished run, a Hugging Face model folder, or a config file"
@@ -82,15 +84,20 @@ def _adapter_base(folder: Path) -> str:
 
 def _take_run_settings(cfg: TunesmithConfig, folder: Path) -> None:
     """The chat template settings of the run that wrote `folder` (its tunesmith_config.yaml), unless set now."""
-    path = folder / RUN_CONFIG
-    if not path.is_file():
-        return
-    saved = yaml.safe_load(path.read_text()) or {}
-    flat = {k: v for section in saved.values() if isinstance(section, dict) for k, v in section.items()}
-    flat |= {k: v for k, v in saved.items() if not isinstance(v, dict)}
+    flat = _run_settings(folder)
     for name in RUN_KEYS:
         if name in flat and flat[name] is not None and not cfg.is_set(name):
             setattr(cfg.data if hasattr(cfg.data, name) else cfg.model, name, flat[name])
+
+
+def _run_settings(folder: Path) -> dict[str, Any]:
+    """The flat settings of the run that wrote `folder` (its tunesmith_config.yaml), or {}."""
+    path = folder / RUN_CONFIG
+    if not path.is_file():
+        return {}
+    saved = yaml.safe_load(path.read_text()) or {}
+    flat = {k: v for section in saved.values() if isinstance(section, dict) for k, v in section.items()}
+    return flat | {k: v for k, v in saved.items() if not isinstance(v, dict)}
 
 
 def load_for_inference(

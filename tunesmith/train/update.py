@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from tunesmith.dist.deepspeed import check_checkpoint_files
 from tunesmith.train.grad_clip import clip_grad_norm
 from tunesmith.train.precision import Precision
 from tunesmith.utils.errors import ConfigError
@@ -122,6 +123,7 @@ class DeepSpeedUpdate:
                 f"resume_from_checkpoint: {folder.parent} holds DeepSpeed optimizer partitions of {saved} processes; "
                 f"DeepSpeed resumes them only on as many (this run has {world}): resume with {saved} processes"
             )
+        check_checkpoint_files(folder, TAG)
         path, _ = self.engine.load_checkpoint(
             str(folder),
             tag=TAG,
