@@ -1,6 +1,8 @@
 """One benchmark job: a contender (tunesmith or transformers.Trainer) training a model on a workload, measured.
 
-A job reports valid (non-padding) tokens per second after the first step, the padding share of the computed
+A job reports valid (non-padding) tokens per second after the first step, both per wall-clock second and per
+CPU-second of the process (all its threads: on a shared, loaded machine the CPU time is what the job itself
+used, while the wall clock also counts the time other processes had the cores), the padding share of the computed
 tokens, seconds from building the model to the end of the first step, the peak memory growth from just before the
 model is built (resident memory on CPU: see benchmarks/memory.py for why that tracks live tensors here;
 `max_memory_allocated` on CUDA), the planner's estimate for the largest micro-batch it saw, and what model FLOPs
@@ -110,6 +112,7 @@ def run_job(
     seen = runner(MODELS[model], data, job, contender)
     after_first = sum(seen["tokens"][1:])
     seconds = seen["end"] - seen["first_step_end"]
+    cpu_seconds = seen["end_cpu"] - seen["first_step_cpu"]
     return {
         "model": model,
         "workload": workload,
@@ -117,6 +120,7 @@ def run_job(
         "steps": len(seen["tokens"]),
         "valid_tokens": sum(seen["tokens"]),
         "tokens_per_s": after_first / seconds if seconds > 0 else 0.0,
+        "tokens_per_cpu_s": after_first / cpu_seconds if cpu_seconds > 0 else 0.0,
         "padding": 1 - sum(seen["tokens"]) / sum(seen["computed"]),
         "first_step_s": seen["first_step_end"] - seen["model_start"],
         "peak_growth": _peak(device) - seen["rss_before_model"],
@@ -189,8 +193,18 @@ def _new_seen() -> dict:
         "len_sq": 0,
         "first_step_end": None,
         "end": None,
+        "first_step_cpu": None,
+        "end_cpu": None,
         "losses": [],
     }
+
+
+def _tick(seen: dict) -> None:
+    """The end of an optimizer step, on the wall clock and the process's CPU clock (all threads)."""
+    now, cpu = time.perf_counter(), time.process_time()
+    if seen["first_step_end"] is None:
+        seen["first_step_end"], seen["first_step_cpu"] = now, cpu
+    seen["end"], seen["end_cpu"] = now, cpu
 
 
 def _model_measured(config: dict, seen: dict, device: str):
@@ -246,14 +260,12 @@ def _run_ours(config: dict, data: list, job: dict, contender: str) -> dict:
     if cfg.model.use_liger_kernel:
         from tunesmith.model.fused_ops import apply_kernels
 
-        apply_kernels(model, cfg.model, cfg.is_set)
+        apply_kernels(model, cfg.model)
     model = prepare_for_training(model, cfg)
 
     class Clock(Callback):
         def on_step_end(self, trainer: Any, metrics: dict) -> None:
-            now = time.perf_counter()
-            seen["first_step_end"] = seen["first_step_end"] or now
-            seen["end"] = now
+            _tick(seen)
             seen["losses"].append(metrics["loss"])
 
     trainer = Trainer(model, cfg.train, batcher, callbacks=[Clock()])
@@ -286,9 +298,7 @@ def _run_hf(config: dict, data: list, job: dict, contender: str) -> dict:
 
     class Clock(TrainerCallback):
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            now = time.perf_counter()
-            seen["first_step_end"] = seen["first_step_end"] or now
-            seen["end"] = now
+            _tick(seen)
 
     extra = job["extra"]
     model = _model_measured(config, seen, job["device"])
@@ -340,11 +350,18 @@ def _sequential_trainer():
 
 
 def matmul_peak(
-    threads: int, size: int = 1024, repeats: int = 7, device: str = "cpu", bf16: bool = False
+    threads: int,
+    size: int = 1024,
+    repeats: int = 7,
+    device: str = "cpu",
+    bf16: bool = False,
+    cpu_clock: bool = False,
 ) -> float:
-    """FLOP/s of a large `torch.mm` (fp32, or bf16) on `device` (`threads` CPU threads), median of `repeats`."""
+    """FLOP/s of a large `torch.mm` (fp32, or bf16) on `device` (`threads` CPU threads), median of `repeats`;
+    per CPU-second of this process with `cpu_clock` (CPU only), else per wall-clock second."""
     import torch
 
+    clock = time.process_time if cpu_clock else time.perf_counter
     torch.set_num_threads(threads)
     dtype = torch.bfloat16 if bf16 else torch.float32
     a = torch.randn(size, size, device=device, dtype=dtype)
@@ -354,9 +371,9 @@ def matmul_peak(
     for _ in range(repeats):
         if device == "cuda":
             torch.cuda.synchronize()
-        tick = time.perf_counter()
+        tick = clock()
         torch.mm(a, b)
         if device == "cuda":
             torch.cuda.synchronize()
-        times.append(time.perf_counter() - tick)
+        times.append(clock() - tick)
     return 2 * size**3 / sorted(times)[len(times) // 2]
