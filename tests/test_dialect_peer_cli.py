@@ -117,3 +117,14 @@ def test_swift_agent_template_and_experts_impl():
     assert cfg.data.tool_format == "qwen" and cfg.model.moe_grouped_gemm is True
     with pytest.raises(ConfigError, match="'agent_template'.*'react_en'.*set tool_format"):
         load_config(None, [*SWIFT, "--agent_template", "react_en"])
+
+
+def test_trl_offline_max_completion_length_and_reward_lora_task_type():
+    trl = [*BASE, "--dialect", "trl"]
+    assert load_config(None, [*trl, "--stage", "dpo", "--max_completion_length", "64"]).train.stage == "dpo"
+    with pytest.raises(ConfigError, match="'max_completion_length'.*online generation"):
+        load_config(None, [*trl, "--max_completion_length", "64", "--num_generations", "4"])
+    cfg = load_config(None, [*trl, "--stage", "rm", "--use_peft", "--lora_task_type", "SEQ_CLS"])
+    assert cfg.model.finetuning_type == "lora"
+    with pytest.raises(ConfigError, match="'lora_task_type'.*stage rm here"):
+        load_config(None, [*trl, "--use_peft", "--lora_task_type", "SEQ_CLS"])

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tunesmith.config import accelerate_launch
+from tunesmith.config.dialects import notes
 from tunesmith.config.dialects.base import (
     Dialect,
     Entry,
@@ -69,6 +70,29 @@ def load_in(bits: int):
     return fn
 
 
+ROLLOUT_KEYS = ("reward_funcs", "num_generations", "reward_model_path", "teacher_model_name_or_path")
+
+
+def max_completion_length(value: Any, context: Mapping[str, Any]) -> dict[str, Any]:
+    """Generation length in TRL's online trainers (refused with them); in its offline ORPO/CPO/BCO configs it
+    truncates completions of encoder-decoder models only, so for causal LMs it changes nothing."""
+    if any(key in context for key in ROLLOUT_KEYS):
+        raise ConfigError(f"{value!r}: {notes.ROLLOUT}")
+    return {}
+
+
+def lora_task_type(value: Any, context: Mapping[str, Any]) -> dict[str, Any]:
+    """peft's task type: CAUSAL_LM adapters; SEQ_CLS is a reward model's (stage rm trains its score head fully,
+    as peft's SEQ_CLS modules_to_save does)."""
+    key = str(value).strip().upper()
+    stage = str(context.get("stage", "sft")).strip().lower()
+    if key == "CAUSAL_LM" or (key == "SEQ_CLS" and stage == "rm"):
+        return {}
+    if key == "SEQ_CLS":
+        raise ConfigError(f"{value!r} adapts a sequence classifier: that is stage rm here (stage is {stage})")
+    raise ConfigError(f"{value!r} is not allowed; choose CAUSAL_LM, or SEQ_CLS with stage rm")
+
+
 def truncation_mode(value: Any) -> dict[str, Any]:
     """`keep_start` (TRL's default) cuts the end: truncation_strategy right; `keep_end` keeps the end: left."""
     modes = {"keep_start": "right", "keep_end": "left"}
@@ -93,6 +117,11 @@ NAMES: dict[str, Entry] = {
     "packing_strategy": convert(packing_strategy, "best-fit packing (bfd) is tunesmith's packing"),
     "truncation_mode": convert(truncation_mode, "truncation_strategy (keep_start: right, keep_end: left)"),
     "dataset_num_proc": alias("preprocessing_num_workers"),
+    "max_completion_length": convert_in_context(
+        max_completion_length,
+        "no effect on causal LMs in TRL's offline trainers (encoder-decoder truncation); "
+        "online trainers' generation length: refused with them",
+    ),
     "pad_to_multiple_of": refuse(
         "pads batches to a multiple; tunesmith pads to the longest sequence, or packs", "auto"
     ),
@@ -136,7 +165,9 @@ NAMES: dict[str, Entry] = {
     "model_init_kwargs": alias("model_kwargs"),
     "lora_target_modules": alias("target_modules"),
     "lora_modules_to_save": alias("modules_to_save"),
-    "lora_task_type": fixed("CAUSAL_LM", "adapters are for causal language models"),
+    "lora_task_type": convert_in_context(
+        lora_task_type, "CAUSAL_LM; SEQ_CLS with stage rm (the score head trains fully, as peft's SEQ_CLS)"
+    ),
     "load_in_8bit": convert(load_in(8), "quantization_bit: 8"),
     "load_in_4bit": convert(load_in(4), "quantization_bit: 4"),
     "bnb_4bit_quant_storage": refuse("sets the storage dtype of 4-bit weights; it is uint8 here"),
