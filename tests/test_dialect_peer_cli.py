@@ -128,3 +128,9 @@ def test_trl_offline_max_completion_length_and_reward_lora_task_type():
     assert cfg.model.finetuning_type == "lora"
     with pytest.raises(ConfigError, match="'lora_task_type'.*stage rm here"):
         load_config(None, [*trl, "--use_peft", "--lora_task_type", "SEQ_CLS"])
+
+
+def test_swift_lazy_tokenize_is_taken_as_tokenizing_ahead():
+    cfg = load_config(None, [*SWIFT, "--lazy_tokenize", "true"])
+    taken = {t["key"]: t["how"] for t in cfg.dialect.taken}
+    assert cfg.data.lazy_tokenize is False and "tokenized ahead" in taken["lazy_tokenize"]

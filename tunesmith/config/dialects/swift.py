@@ -218,6 +218,10 @@ DATA = {
         "is ms-swift's own registry format; register datasets in LLaMA-Factory's "
         "dataset_info.json format in dataset_dir"
     ),
+    "lazy_tokenize": inert(
+        "rows are tokenized ahead (in parallel, cached) instead of in the data loader: the same rows train in "
+        "the same order, only the work happens earlier"
+    ),
     "strict": fixed(True, "a malformed row always stops preprocessing with its file and line"),
     "disable_auto_column_mapping": fixed(False, "columns are detected unless dataset_info.json names them"),
     **refuse_all(
@@ -512,5 +516,5 @@ DIALECT = Dialect(
     NAMES,
     MARKERS,
     DEFAULTS,
-    overrides=frozenset({"train_type", "lora_dtype", "model_kwargs", "optimizer"}),
+    overrides=frozenset({"train_type", "lora_dtype", "model_kwargs", "optimizer", "lazy_tokenize"}),
 )
