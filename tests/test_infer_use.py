@@ -213,6 +213,11 @@ def test_server_answers_like_generate(server, generated):
     prompt = generated[3]["prompt"]
     text = client.completions.create(model="run", prompt=prompt, max_tokens=16, temperature=0).choices[0].text
     assert text.startswith(ROWS[3]["output"])
+    two = _ask(client, ROWS[0]["instruction"], n=2)
+    assert [c.message.content for c in two.choices] == [ROWS[0]["output"]] * 2 and two.choices[1].index == 1
+    assert two.usage.completion_tokens == 2 * reply.usage.completion_tokens
+    counted = list(_ask(client, ROWS[1]["instruction"], stream=True, stream_options={"include_usage": True}))
+    assert counted[-1].choices == [] and counted[-1].usage.completion_tokens > 0
 
 
 def test_server_serves_twenty_at_once(server):
@@ -244,6 +249,18 @@ def test_server_errors_are_documented_and_it_keeps_serving(server):
         _ask(client, "hi", max_tokens=100_000)
     with pytest.raises(openai.AuthenticationError):
         _ask(_client(server, key="sk-wrong"), "hi")
+    for wrong, param in (
+        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+        ({"logprobs": True}, "logprobs"),
+        ({"n": 2, "stream": True}, "n"),
+        ({"extra_body": {"foo": 1}}, "foo"),
+    ):
+        with pytest.raises(openai.BadRequestError) as err:
+            _ask(client, "hi", **wrong)
+        assert err.value.param == param
+    image = [{"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {"url": "data:,"}}]
+    with pytest.raises(openai.BadRequestError, match="image_url"):
+        client.chat.completions.create(model="run", messages=[{"role": "user", "content": image}])
     big = httpx.post(f"{server}/v1/completions", content=b"x" * (2 << 20), headers=auth)
     assert big.status_code == 413
     assert _ask(client, ROWS[2]["instruction"]).choices[0].message.content == ROWS[2]["output"]

@@ -1,8 +1,8 @@
 """`tunesmith serve`: an OpenAI-compatible HTTP server (FastAPI on uvicorn) for one model per process.
 
 Routes: `GET /v1/models`, `POST /v1/chat/completions` and `POST /v1/completions` (both with `stream: true` as
-server-sent events ending in `data: [DONE]`), `GET /health`. Generations run one at a time (a lock: no two
-interleave on the model). Errors are OpenAI-shaped `{"error": {"message", "type", "param", "code"}}`:
+server-sent events ending in `data: [DONE]`), `GET /health`; the fields each takes: `server_requests`. Generations
+run one at a time (a lock: no two interleave on the model; `n` answers to one request are one batch). Errors are OpenAI-shaped `{"error": {"message", "type", "param", "code"}}`:
 400 malformed JSON / invalid field / prompt + max_tokens over the context (`context_length_exceeded`; without
 max_tokens the answer is cut to the room left) / max_tokens over `max_new_tokens`; 401 missing or wrong API key (`invalid_api_key`); 404 unknown model
 (`model_not_found`); 413 body over 1 MiB. Binds 127.0.0.1 unless `api_host` says otherwise."""
@@ -22,10 +22,16 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tunesmith.infer.loading import Loaded
 from tunesmith.infer.prompts import PromptBuilder
+from tunesmith.infer.server_requests import (
+    ApiError,
+    ApiRequest,
+    ChatRequest,
+    CompletionRequest,
+    parse_request,
+)
 from tunesmith.model.generation import Decoding, Generated, Stream, decoding_from, generate, with_overrides
 from tunesmith.utils.errors import DataError
 
@@ -33,53 +39,6 @@ logger = logging.getLogger("tunesmith")
 
 MAX_BODY = 1 << 20  # bytes
 COMPLETION_DEFAULT_TOKENS = 16  # OpenAI's default max_tokens for /v1/completions
-
-
-class ApiError(Exception):
-    """An HTTP error with an OpenAI-shaped body."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        kind: str = "invalid_request_error",
-        code: str | None = None,
-        param: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status, self.kind, self.code, self.param = status, kind, code, param
-
-    def response(self) -> JSONResponse:
-        body = {"message": str(self), "type": self.kind, "param": self.param, "code": self.code}
-        return JSONResponse({"error": body}, status_code=self.status)
-
-
-class _Common(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    model: str
-    max_tokens: int | None = Field(None, ge=1)
-    temperature: float | None = Field(None, ge=0, le=2)
-    top_p: float | None = Field(None, gt=0, le=1)
-    n: int = Field(1, ge=1, le=1)
-    stream: bool = False
-    stop: str | list[str] | None = None
-    seed: int | None = None
-
-
-class Message(BaseModel):
-    role: str
-    content: str | list[dict[str, Any]]
-
-
-class ChatRequest(_Common):
-    messages: list[Message] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
-
-
-class CompletionRequest(_Common):
-    prompt: str | list[str]
 
 
 class Engine:
@@ -94,7 +53,7 @@ class Engine:
         self.context = int(gen.max_model_len or getattr(config, "max_position_embeddings", 0) or 2048)
         self.lock = threading.Lock()
 
-    def decoding_for(self, req: _Common, prompt: list[int], default_tokens: int) -> Decoding:
+    def decoding_for(self, req: ApiRequest, prompt: list[int], default_tokens: int) -> Decoding:
         """The request's settings over the server's, after checking the token budget."""
         asked = getattr(req, "max_completion_tokens", None) or req.max_tokens
         if asked is not None and asked > self.max_new_tokens:
@@ -124,13 +83,16 @@ class Engine:
             do_sample=sample,
             temperature=req.temperature,
             top_p=req.top_p,
+            top_k=req.top_k,
+            repetition_penalty=req.repetition_penalty,
             stop_words=stop,
             seed=req.seed,
         )
 
-    def complete(self, prompt: list[int], decoding: Decoding) -> Generated:
+    def complete(self, prompt: list[int], decoding: Decoding, n: int = 1) -> list[Generated]:
+        """`n` answers to `prompt`, generated together (one batch)."""
         with self.lock:
-            return generate(self.loaded.model, self.loaded.tokenizer, [prompt], decoding)[0]
+            return generate(self.loaded.model, self.loaded.tokenizer, [prompt] * n, decoding)
 
     def stream(self, prompt: list[int], decoding: Decoding) -> Iterator[str | Generated]:
         """Text pieces, then the whole answer; the lock is held until the generation has ended."""
@@ -149,19 +111,9 @@ def build_app(loaded: Loaded) -> FastAPI:
     engine, name, key = Engine(loaded), loaded.name, loaded.cfg.generation.api_key
     app = FastAPI(title="tunesmith", docs_url=None, redoc_url=None, openapi_url=None)
 
-    async def body_of(request: Request, model_cls: type[_Common]) -> _Common:
+    async def body_of(request: Request, model_cls: type[ApiRequest]) -> ApiRequest:
         _check_key(request, key)
-        raw = await _read_body(request)
-        try:
-            data = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ApiError(400, f"the body is not valid JSON: {err}") from err
-        try:
-            req = model_cls.model_validate(data)
-        except ValidationError as err:
-            first = err.errors()[0]
-            param = ".".join(str(p) for p in first["loc"])
-            raise ApiError(400, f"{param}: {first['msg']}", param=param) from err
+        req = parse_request(await _read_body(request), model_cls)
         if req.model != name:
             raise ApiError(
                 404,
@@ -188,7 +140,7 @@ def build_app(loaded: Loaded) -> FastAPI:
     async def chat(request: Request) -> Any:
         req = await body_of(request, ChatRequest)
         try:
-            prompt = engine.builder.chat([_message(m) for m in req.messages])
+            prompt = engine.builder.chat([m.plain() for m in req.messages])
         except DataError as err:
             raise ApiError(400, str(err), param="messages") from err
         decoding = engine.decoding_for(req, prompt, engine.max_new_tokens)
@@ -229,68 +181,68 @@ async def _read_body(request: Request) -> bytes:
     return raw
 
 
-def _message(message: Message) -> dict[str, str]:
-    content = message.content
-    if isinstance(content, list):
-        content = "".join(part.get("text", "") for part in content if part.get("type") == "text")
-    return {"role": message.role, "content": content}
-
-
 def _model_card(name: str) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": int(time.time()), "owned_by": "tunesmith"}
 
 
 async def _respond(
-    engine: Engine, req: _Common, prompt: list[int], decoding: Decoding, name: str, *, chat: bool
+    engine: Engine, req: ApiRequest, prompt: list[int], decoding: Decoding, name: str, *, chat: bool
 ) -> Any:
     ident = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
     if req.stream:
-        events = _events(engine.stream(prompt, decoding), ident, name, chat)
+        usage = bool(req.stream_options and req.stream_options.include_usage)
+        events = _events(engine.stream(prompt, decoding), ident, name, chat, usage)
         return StreamingResponse(events, media_type="text/event-stream")
-    out = await run_in_threadpool(engine.complete, prompt, decoding)
-    choice: dict[str, Any] = {"index": 0, "finish_reason": out.finish_reason}
-    choice |= (
-        {"message": {"role": "assistant", "content": out.text}}
-        if chat
-        else {"text": out.text, "logprobs": None}
-    )
+    outs = await run_in_threadpool(engine.complete, prompt, decoding, req.n)
     return {
         "id": ident,
         "object": "chat.completion" if chat else "text_completion",
         "created": int(time.time()),
         "model": name,
-        "choices": [choice],
-        "usage": _usage(out),
+        "choices": [_choice(i, out, chat) for i, out in enumerate(outs)],
+        "usage": _usage(outs),
     }
 
 
-def _usage(out: Generated) -> dict[str, int]:
-    done = len(out.token_ids)
-    return {
-        "prompt_tokens": out.prompt_tokens,
-        "completion_tokens": done,
-        "total_tokens": out.prompt_tokens + done,
-    }
+def _choice(index: int, out: Generated, chat: bool) -> dict[str, Any]:
+    answer = (
+        {"message": {"role": "assistant", "content": out.text}}
+        if chat
+        else {"text": out.text, "logprobs": None}
+    )
+    return {"index": index, "finish_reason": out.finish_reason} | answer
 
 
-def _events(pieces: Iterator[str | Generated], ident: str, name: str, chat: bool) -> Iterator[str]:
-    """Server-sent events: one chunk per text piece, a last chunk with the finish reason, then [DONE]."""
+def _usage(outs: list[Generated]) -> dict[str, int]:
+    """Token counts of one prompt and all its answers."""
+    prompt, done = outs[0].prompt_tokens, sum(len(out.token_ids) for out in outs)
+    return {"prompt_tokens": prompt, "completion_tokens": done, "total_tokens": prompt + done}
+
+
+def _events(
+    pieces: Iterator[str | Generated], ident: str, name: str, chat: bool, usage: bool = False
+) -> Iterator[str]:
+    """Server-sent events: one chunk per text piece, a last chunk with the finish reason, with `usage` one more
+    with the token counts and no choices (OpenAI's stream_options.include_usage), then [DONE]."""
     created, kind = int(time.time()), "chat.completion.chunk" if chat else "text_completion"
+
+    def event(choices: list[dict[str, Any]], **extra: Any) -> str:
+        body = {"id": ident, "object": kind, "created": created, "model": name, "choices": choices} | extra
+        return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
     def chunk(text: str | None, finish: str | None, role: bool = False) -> str:
         if chat:
             delta = ({"role": "assistant"} if role else {}) | ({"content": text} if text is not None else {})
-            choice = {"index": 0, "delta": delta, "finish_reason": finish}
-        else:
-            choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
-        body = {"id": ident, "object": kind, "created": created, "model": name, "choices": [choice]}
-        return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+            return event([{"index": 0, "delta": delta, "finish_reason": finish}])
+        return event([{"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}])
 
     if chat:
         yield chunk("", None, role=True)
     for piece in pieces:
         if isinstance(piece, Generated):
             yield chunk(None, piece.finish_reason)
+            if usage:
+                yield event([], usage=_usage([piece]))
         elif piece:
             yield chunk(piece, None)
     yield "data: [DONE]\n\n"
