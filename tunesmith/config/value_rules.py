@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from tunesmith.config.arguments.model import ATTENTION, HUB_KERNEL
 from tunesmith.config.loader import TunesmithConfig
 from tunesmith.utils.errors import ConfigError
 
@@ -18,6 +19,7 @@ def check_values(cfg: TunesmithConfig) -> None:
     """Every rule of this module."""
     _finite(cfg)
     _seeds(cfg)
+    _attention(cfg)
     _not_empty(cfg)
     _dataset_dir(cfg)
     _output_dir(cfg)
@@ -36,6 +38,17 @@ def _seeds(cfg: TunesmithConfig) -> None:
         value = cfg.get(name)
         if value is not None and not 0 <= value <= SEED_MAX:
             raise ConfigError(f"{cfg.where(name)}: {value} is out of range; a seed is 0 to {SEED_MAX}")
+
+
+def _attention(cfg: TunesmithConfig) -> None:
+    """`attn_impl`: a built-in implementation or a hub kernel's name (whether that kernel runs here is checked
+    before the model loads)."""
+    value = cfg.model.attn_impl
+    if value is not None and value not in ATTENTION and not HUB_KERNEL.match(value):
+        raise ConfigError(
+            f"{cfg.where('attn_impl')}: {value!r} is not allowed; choose one of: {', '.join(ATTENTION)}, or a hub "
+            "kernel such as kernels-community/flash-attn"
+        )
 
 
 def _not_empty(cfg: TunesmithConfig) -> None:

@@ -1,15 +1,20 @@
-"""Kernel switches: attention implementation, fused RMSNorm, MoE grouped GEMM, and the GPU-only ones (Liger,
-flash attention, fused rotary embedding, Triton Gated DeltaNet), which are refused with a clear message here."""
+"""Kernel switches: attention implementation (including transformers' hub kernels, `kernels-community/<repo>`),
+fused RMSNorm, MoE grouped GEMM, and the GPU-only ones (Liger, flash attention, fused rotary embedding, Triton Gated
+DeltaNet), which are refused with a clear message here."""
 
 from __future__ import annotations
 
 import importlib.util
 import logging
+import os
+import re
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from tunesmith.config.arguments.model import HUB_KERNEL
 from tunesmith.utils.errors import ConfigError
 
 logger = logging.getLogger("tunesmith")
@@ -24,6 +29,7 @@ FLASH_PACKAGE = {
     "flash_attention_3": "flash-attn-3 (flash_attn_interface)",
 }
 FLASH_MODULE = {"flash_attention_2": "flash_attn", "flash_attention_3": "flash_attn_interface"}
+TRUSTED_KERNEL_OWNER = "kernels-community"  # transformers loads other owners only with allow_all_kernels
 
 
 def resolve_attn_impl(margs: Any) -> str:
@@ -39,11 +45,75 @@ def resolve_attn_impl(margs: Any) -> str:
                 f"{'yes' if importlib.util.find_spec(FLASH_MODULE[impl]) else 'no'}); use attn_impl: sdpa or eager"
             )
         return impl
+    if HUB_KERNEL.match(name):
+        check_hub_kernel(name, field)
+        return name
     if name == "flex_attention" and not torch.cuda.is_available():
         raise ConfigError(
             "attn_impl: flex_attention has no backward pass on CPU in this torch version; use sdpa or eager"
         )
     return name
+
+
+def check_hub_kernel(name: str, field: str = "attn_impl") -> None:
+    """Refuse a hub attention kernel that transformers could not run here, before anything loads: it needs the
+    `kernels` package and a local copy of the repo (tunesmith never downloads) with a build for this device."""
+    owner, repo = HUB_KERNEL.match(name).groups()  # type: ignore[union-attr]
+    repo_id = f"{owner}/{repo}"
+    needs = f"{field}: {name} is a Hugging Face hub kernel, run by the kernels package from a local copy"
+    instead = "use attn_impl: sdpa (runs everywhere)"
+    if owner != TRUSTED_KERNEL_OWNER:
+        raise ConfigError(
+            f"{needs}; transformers loads only {TRUSTED_KERNEL_OWNER}/ repos by default; {instead}"
+        )
+    if not _installed("kernels"):
+        raise ConfigError(f"{needs}; the kernels package is not installed (pip install kernels); {instead}")
+    cache = kernel_cache()
+    builds = local_kernel_builds(repo_id, cache)
+    if not builds:
+        raise ConfigError(
+            f"{needs}; {cache} holds no copy of {repo_id} (fetch it once where the hub is reachable, e.g. "
+            f"`kernels download` or `hf download {repo_id}`, then run with HF_HUB_OFFLINE=1); {instead}"
+        )
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if not any(_runs_on(build, device) for build in builds):
+        raise ConfigError(
+            f"{needs}; the local copy of {repo_id} has builds for {', '.join(sorted(builds))}, none for this "
+            f"machine ({device}); {instead}"
+        )
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def kernel_cache() -> Path:
+    """Where the kernels package looks for downloaded kernels: KERNELS_CACHE, else the Hugging Face hub cache."""
+    from huggingface_hub import constants
+
+    return Path(os.environ.get("KERNELS_CACHE") or constants.HF_HUB_CACHE)
+
+
+def local_kernel_builds(repo_id: str, cache: Path) -> set[str]:
+    """The build variants (folders under `build/`, e.g. torch29-cxx11-cu128-x86_64-linux) of every cached
+    snapshot of `repo_id` (cached as a kernel repo, or as a model repo by older huggingface_hub versions)."""
+    owner, repo = repo_id.split("/")
+    builds: set[str] = set()
+    for kind in ("kernels", "models"):
+        for build in (cache / f"{kind}--{owner}--{repo}" / "snapshots").glob("*/build/*"):
+            if build.is_dir():
+                builds.add(build.name)
+    return builds
+
+
+def _runs_on(build: str, device: str) -> bool:
+    """Whether a build variant's name says it runs on `device` ("cuda" or "cpu"); universal builds run anywhere."""
+    parts = build.split("-")
+    if "universal" in parts:
+        return True
+    if device == "cuda":
+        return "cuda" in parts or any(re.fullmatch(r"cu\d+", p) for p in parts)
+    return "cpu" in parts
 
 
 GDN_CHUNK_DEFAULT = 64

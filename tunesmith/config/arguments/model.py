@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,8 @@ DTYPE_ALIASES = {
     "float": "float32",
 }
 ATTENTION = ("eager", "sdpa", "flash_attn", "flash_attention_2", "flash_attention_3", "flex_attention")
+# or a transformers hub kernel: owner/repo, optionally @revision and :function (checked in model/fused_ops.py)
+HUB_KERNEL = re.compile(r"^([^/:@\s]+)/([^/:@\s]+)(?:@[^/:\s]+)?(?::[^/:\s]+)?$")
 
 
 @dataclass
@@ -66,9 +69,9 @@ class ModelArguments:
     )
     attn_impl: str | None = arg(
         None,
-        "Attention implementation; unset means sdpa. flash_attn is ms-swift's name for flash_attention_2.",
+        "Attention implementation; unset means sdpa. flash_attn is ms-swift's name for flash_attention_2. Also a "
+        "transformers hub kernel (kernels-community/<repo>) from a local copy, with the kernels package.",
         aliases=("attn_implementation",),
-        choices=ATTENTION,
         sources="004",
     )
 
