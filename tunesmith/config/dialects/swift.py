@@ -127,12 +127,28 @@ def loss_scale(value: Any) -> dict[str, Any]:
     return {**LOSS_SCALES[base], **({"token_loss_weights": "+".join(schemes)} if schemes else {})}
 
 
+# ms-swift tuners without a tunesmith counterpart (swift/tuners/): what each is, for the refusal.
+SWIFT_TUNERS = {
+    "adapter": "ms-swift's bottleneck Adapter tuner",
+    "longlora": "LongLoRA (LoRA with shifted sparse attention)",
+    "bone": "Bone (block-affine adaptation)",
+    "fourierft": "FourierFT",
+    "reft": "ReFT (representation fine-tuning, pyreft)",
+    "dummy": "a tuner registered by an ms-swift plugin (external_plugins)",
+}
+
+
 def tuner_type(value: Any) -> dict[str, Any]:
     """`--tuner_type` (`--train_type`) -> finetuning_type; ms-swift's llamapro is LLaMA-Pro (full weights of the
     new blocks only)."""
     key = str(value).strip().lower()
     if key == "llamapro":
         return {"finetuning_type": "full", "use_llama_pro": True}
+    if key in SWIFT_TUNERS:
+        raise ConfigError(
+            f"{value!r} is {SWIFT_TUNERS[key]}, which tunesmith does not have; tuners here: full, freeze, lora, "
+            "qlora, oft, boft, vera, adalora, llamapro"
+        )
     return {"finetuning_type": key}
 
 
