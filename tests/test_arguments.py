@@ -258,6 +258,8 @@ def test_choice_lists():
         "adamw_bnb_8bit", "paged_adamw_32bit", "lion_32bit", "lion_8bit", "paged_lion_32bit", "paged_lion_8bit",
         "rmsprop_bnb", "rmsprop_bnb_8bit", "rmsprop_bnb_32bit", "ademamix", "ademamix_8bit",
         "galore_adamw", "galore_adamw_8bit", "galore_adafactor", "apollo_adamw",
+        "galore_adamw_layerwise", "galore_adamw_8bit_layerwise", "galore_adafactor_layerwise",
+        "apollo_adamw_layerwise",
     )  # fmt: skip
     assert set(fields["lr_scheduler_type"].info.choices) == {
         "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",

@@ -82,12 +82,6 @@ def test_low_rank_state_and_reload(tmp_path, tiny, overrides):
     ).abs().max() < 1e-5
 
 
-def test_layerwise_galore_is_refused(tmp_path, tiny):
-    cfg, tok, model = setup(tiny, tmp_path, "use_galore=true", "galore_layerwise=true")
-    with pytest.raises(ConfigError, match="galore_layerwise"):
-        trainer_for(cfg, model, micro_batches(tok, 1))
-
-
 def test_badam_layer_mode_updates_one_block(tmp_path, tiny):
     cfg, tok, model = setup(
         tiny, tmp_path, "use_badam=true", "badam_switch_mode=descending", "badam_switch_interval=50"

@@ -38,6 +38,7 @@ def check_method_options(cfg: TunesmithConfig) -> None:
     methods that change the trainable set while training on several processes."""
     _single_process_methods(cfg)
     _token_weights_supported(cfg)
+    _layerwise_supported(cfg)
     if cfg.methods.use_badam and cfg.train.resume_from_checkpoint and not cfg.methods.resume_only_model:
         raise ConfigError(
             f"{cfg.where('resume_from_checkpoint')} with use_badam: BAdam's active block and its float32 copies "
@@ -68,6 +69,41 @@ def _token_weights_supported(cfg: TunesmithConfig) -> None:
         raise ConfigError(
             f"{cfg.where('token_loss_weights')}: not supported with context parallel (cp_size > 1) yet; unset one"
         )
+
+
+def _layerwise_supported(cfg: TunesmithConfig) -> None:
+    """Layer-wise GaLore/APOLLO update each parameter inside its one backward: what needs the gradients kept
+    (accumulation, synchronisation, loss scaling, clipping, split micro-batches) cannot go with it."""
+    m, train = cfg.methods, cfg.train
+    named = next(
+        (
+            n
+            for n, on in (
+                ("optim", str(train.optim).endswith("_layerwise")),
+                ("galore_layerwise", m.use_galore and m.galore_layerwise),
+                ("apollo_layerwise", m.use_apollo and m.apollo_layerwise),
+            )
+            if on
+        ),
+        None,
+    )
+    if named is None:
+        return
+    engine = train.dist_config.name if train.dist_config is not None else None
+    for clash, why in (
+        ("gradient_accumulation_steps", train.gradient_accumulation_steps != 1 and "must be 1"),
+        ("dist_config", engine is not None and f"{engine} owns the gradients"),
+        ("fp16", train.fp16 and "loss scaling unscales gradients at the step; use bf16"),
+        ("auto_find_batch_size", train.auto_find_batch_size and "split micro-batches need several backwards"),
+        (
+            "max_grad_norm",
+            cfg.is_set("max_grad_norm") and train.max_grad_norm > 0 and "set it to 0: no clipping",
+        ),
+        ("processes", dist_env.world_size() > 1 and "run on one process (no DDP)"),
+    ):
+        if why:
+            where = cfg.where(clash) if clash != "processes" else f"{dist_env.world_size()} processes"
+            raise ConfigError(f"{where}: {cfg.where(named)} updates each parameter inside backward, so {why}")
 
 
 def _single_process_methods(cfg: TunesmithConfig) -> None:

@@ -2,8 +2,8 @@
 BAdam (block-wise updates) and Adam-mini, each from its released package (the `methods` extra), as LLaMA-Factory
 builds them; plus transformers' `optim: galore_* / apollo_*` names with `optim_target_modules`.
 
-GaLore's and APOLLO's layer-wise variants step inside backward, past clipping, accumulation and the schedule:
-they are refused.
+GaLore's and APOLLO's layer-wise variants (`*_layerwise`, galore_layerwise / apollo_layerwise) give each parameter
+its own optimizer, stepped inside backward (layerwise.py).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from tunesmith.train.checkpoint import TRAINABLE_SET_CHANGES
+from tunesmith.train.layerwise import layerwise
 from tunesmith.train.loss import unwrap
 from tunesmith.train.low_rank_state import checkpointable_projectors
 from tunesmith.train.optimizers import OPTIMIZERS, no_decay_names, param_groups, parse_optim_args
@@ -30,6 +31,8 @@ HF_LOW_RANK = {
     "galore_adafactor": ("galore_torch", "GaLoreAdafactor"),
     "apollo_adamw": ("apollo_torch", "APOLLOAdamW"),
 }
+LAYERWISE = "_layerwise"
+HF_LOW_RANK.update({name + LAYERWISE: found for name, found in HF_LOW_RANK.items()})
 HF_DEFAULTS = {
     "galore_torch": {"rank": 128, "update_proj_gap": 200, "scale": 0.25, "proj_type": "std"},
     "apollo_torch": {
@@ -75,7 +78,6 @@ def method_optimizer(model: torch.nn.Module, train: Any, methods: Any) -> torch.
         )
         if on
     ]
-    _refuse_layerwise(methods)
     if len(chosen) > 1:
         raise ConfigError(f"{chosen[0]} and {chosen[1]}: each picks the optimizer; choose one")
     if not chosen:
@@ -90,18 +92,6 @@ def method_optimizer(model: torch.nn.Module, train: Any, methods: Any) -> torch.
         "use_adam_mini": _adam_mini,
     }[chosen[0]]
     return build(model, train, methods)
-
-
-def _refuse_layerwise(methods: Any) -> None:
-    for name, on in (
-        ("galore_layerwise", methods.galore_layerwise),
-        ("apollo_layerwise", methods.apollo_layerwise),
-    ):
-        if on:
-            raise ConfigError(
-                f"{name}: per-layer updates inside backward skip gradient clipping, accumulation and the "
-                f"learning-rate schedule, so they are not offered; drop {name} (the optimizer state stays low-rank)"
-            )
 
 
 def _package(module: str) -> Any:
@@ -227,7 +217,9 @@ def _galore(model: torch.nn.Module, train: Any, methods: Any) -> torch.optim.Opt
     _, kwargs = _base_class(train, "use_galore")
     kwargs.pop("fused", None)
     logger.info("GaLore %s: %s", cls.__name__, extra)
-    return checkpointable_projectors(_make(cls, groups, {"lr": train.learning_rate, **kwargs}, "use_galore"))
+    return _low_rank(
+        cls, groups, {"lr": train.learning_rate, **kwargs}, "use_galore", train, methods.galore_layerwise
+    )
 
 
 def _apollo(model: torch.nn.Module, train: Any, methods: Any) -> torch.optim.Optimizer:
@@ -250,7 +242,9 @@ def _apollo(model: torch.nn.Module, train: Any, methods: Any) -> torch.optim.Opt
     )
     _, kwargs = _base_class(train, "use_apollo")
     logger.info("APOLLO: %s", extra)
-    return checkpointable_projectors(_make(cls, groups, {"lr": train.learning_rate, **kwargs}, "use_apollo"))
+    return _low_rank(
+        cls, groups, {"lr": train.learning_rate, **kwargs}, "use_apollo", train, methods.apollo_layerwise
+    )
 
 
 def _hf_low_rank(model: torch.nn.Module, train: Any) -> torch.optim.Optimizer:
@@ -271,7 +265,28 @@ def _hf_low_rank(model: torch.nn.Module, train: Any) -> torch.optim.Optimizer:
         kwargs = {"scale_parameter": False, "relative_step": False, **kwargs}
     targets = low_rank_targets(model, train.optim_target_modules, "optim_target_modules")
     groups = _split_low_rank(model, targets, train.weight_decay, extra)
-    return checkpointable_projectors(_make(cls, groups, {"lr": train.learning_rate, **kwargs}, "optim_args"))
+    kwargs = {"lr": train.learning_rate, **kwargs}
+    return _low_rank(cls, groups, kwargs, "optim_args", train, train.optim.endswith(LAYERWISE))
+
+
+def _low_rank(
+    cls: Any, groups: list[dict[str, Any]], kwargs: dict[str, Any], field: str, train: Any, per_layer: bool
+) -> torch.optim.Optimizer:
+    """The GaLore/APOLLO optimizer over `groups` (checkpointable projectors); `per_layer`: one per parameter,
+    stepped inside backward."""
+    if not per_layer:
+        return checkpointable_projectors(_make(cls, groups, kwargs, field))
+    if train.gradient_accumulation_steps != 1:
+        raise ConfigError(
+            "gradient_accumulation_steps: layer-wise GaLore/APOLLO updates each parameter inside backward, so a "
+            "step is one backward; set it to 1 (or use the non-layer-wise optimizer)"
+        )
+    logger.info(
+        "layer-wise %s: each parameter is updated inside backward (no gradient clipping)", cls.__name__
+    )
+    return layerwise(
+        [g for g in groups if g["params"]], lambda g: checkpointable_projectors(_make(cls, g, kwargs, field))
+    )
 
 
 # --- BAdam / Adam-mini --------------------------------------------------------------------------------------------

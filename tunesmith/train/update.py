@@ -57,9 +57,12 @@ class TorchUpdate:
         """Unscale, clip and update; returns the gradient norm before clipping and whether loss and norm were
         finite. A non-finite step is not applied (fp16: the scaler decides and lowers its scale)."""
         self.precision.unscale(self.optimizer)
-        params = [p for p in self.model.parameters() if p.grad is not None]
-        limit = self.max_grad_norm if self.max_grad_norm > 0 else float("inf")
-        grad_norm = clip_grad_norm(params, limit)
+        if hasattr(self.optimizer, "take_grad_norm"):  # layer-wise: updated inside backward, nothing to clip
+            grad_norm = self.optimizer.take_grad_norm()
+        else:
+            params = [p for p in self.model.parameters() if p.grad is not None]
+            limit = self.max_grad_norm if self.max_grad_norm > 0 else float("inf")
+            grad_norm = clip_grad_norm(params, limit)
         finite = loss_finite and math.isfinite(grad_norm)
         if finite or self.dynamic_loss_scale:
             self.precision.step(self.optimizer)

@@ -171,7 +171,9 @@ class MethodArguments:
     galore_update_interval: int = arg(200, "GaLore: steps between projection updates.", minimum=1)
     galore_scale: float = arg(2.0, "GaLore: scale of the projected update.", minimum=0)
     galore_proj_type: str = arg("std", "GaLore: projection side.", choices=GALORE_PROJ)
-    galore_layerwise: bool = arg(False, "GaLore: update each layer inside backward (refused here).")
+    galore_layerwise: bool = arg(
+        False, "GaLore: one optimizer per parameter, stepped inside backward (accumulation 1, one process)."
+    )
     use_apollo: bool = arg(
         False,
         "APOLLO: AdamW with channel/tensor-wise scaling from a low-rank auxiliary state (apollo-torch).",
@@ -186,7 +188,9 @@ class MethodArguments:
     apollo_proj_type: str = arg("std", "APOLLO: projection side.", choices=("std", "right", "left"))
     apollo_scale_type: str = arg("channel", "APOLLO: scaling granularity.", choices=("channel", "tensor"))
     apollo_scale_front: bool = arg(False, "APOLLO: apply the norm-growth limiter before scaling.")
-    apollo_layerwise: bool = arg(False, "APOLLO: update each layer inside backward (refused here).")
+    apollo_layerwise: bool = arg(
+        False, "APOLLO: one optimizer per parameter, stepped inside backward (accumulation 1, one process)."
+    )
     use_badam: bool = arg(False, "BAdam: update one block of parameters at a time (badam).")
     badam_mode: str = arg(
         "layer",

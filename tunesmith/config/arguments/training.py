@@ -37,6 +37,10 @@ OPTIMIZERS = (
     "galore_adamw_8bit",
     "galore_adafactor",
     "apollo_adamw",
+    "galore_adamw_layerwise",
+    "galore_adamw_8bit_layerwise",
+    "galore_adafactor_layerwise",
+    "apollo_adamw_layerwise",
 )
 SCHEDULERS = (
     "linear",

@@ -444,7 +444,11 @@ ROLLOUTS = refuse_all(
 GALORE = {
     "galore_target_modules": alias("galore_target"),
     "galore_update_proj_gap": alias("galore_update_interval"),
-    "galore_optim_per_parameter": alias("galore_layerwise"),
+    "galore_optim_per_parameter": refuse(
+        "gives each parameter an optimizer stepped at the end of the step, with the projection interval and the "
+        "schedule's length doubled; use_galore without it makes the same updates with one optimizer "
+        "(galore_layerwise steps each parameter inside backward, with accumulation 1)"
+    ),
     "galore_with_embedding": refuse(
         "also projects the embedding's gradient; GaLore here projects the linear "
         "layers named by galore_target",
