@@ -16,6 +16,7 @@ import yaml
 
 from compat import fixtures
 from compat.entries import CORPUS, Entry, Invocation
+from compat.models import model_for_id
 from compat.tokenizer import tokenizer_for
 
 TINY = "builtin:tiny"
@@ -81,6 +82,7 @@ def prepare(entry: Entry, inv: Invocation, root: Path) -> RunFolder:
     if inv.config is not None:
         _rewrite_config(run, inv.config, entry.source)
     _rewrite_flags(run)
+    _model_of_id(run)
     _template_tokens(run)
     _rewrite_env(inv)
     if inv.config is not None:
@@ -88,6 +90,24 @@ def prepare(entry: Entry, inv: Invocation, root: Path) -> RunFolder:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(yaml.safe_dump(inv.config, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return run
+
+
+def _model_of_id(run: RunFolder) -> None:
+    """MindSpeed's `model_id` names the architecture: the tiny stand-in is a random model of that type."""
+    inv, config = run.inv, run.inv.config
+    holder = _find(config, "model_id") if config is not None else None
+    model_id = (
+        (holder or {}).get("model_id") or inv.flags.value("model.model_id") or inv.flags.value("model_id")
+    )
+    folder = model_for_id(model_id, run.root) if model_id else None
+    if folder is None:
+        return
+    if config is not None:
+        _set_existing(config, ("model_name_or_path",), folder)
+    for key in ("model.model_name_or_path", "model_name_or_path"):
+        if inv.flags.get(key):
+            inv.flags.set(key, folder)
+    inv.notes.append(f"model: a tiny random {model_id} model (model_id names the architecture)")
 
 
 def _template_tokens(run: RunFolder) -> None:

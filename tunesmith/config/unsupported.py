@@ -52,7 +52,7 @@ REFUSED: dict[str, str] = {
 }
 
 # MindSpeed-LLM's model ids (mindspeed_llm/fsdp2/models/model_registry.py) -> the transformers model_type each is
-_MODEL_TYPES = {
+MODEL_ID_TYPES = {
     "gpt_oss": "gpt_oss",
     "qwen3": "qwen3",
     "qwen3_moe": "qwen3_moe",
@@ -136,6 +136,6 @@ def check_model_id(
 ) -> None:
     """`model_id` names MindSpeed's own implementation of a model type; tunesmith runs transformers' one for the
     same type, so the id must match the model's type."""
-    if model_id is not None and model_type != _MODEL_TYPES[model_id]:
+    if model_id is not None and model_type != MODEL_ID_TYPES[model_id]:
         at = f" ({source})" if source else ""
         raise ConfigError(f"{where}: {model_id!r} does not match the model's type {model_type!r}{at}")

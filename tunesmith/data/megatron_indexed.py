@@ -14,6 +14,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import datasets
 import numpy as np
@@ -101,6 +102,20 @@ def write_indexed(
     Path(str(prefix) + ".idx").write_bytes(
         header + lengths.tobytes() + pointers.tobytes() + documents.tobytes()
     )
+
+
+# Suffixes of raw data files: with `data_manager_type: mg` MindSpeed-LLM tokenizes such a file into pre-training
+# blocks itself (its dataset `{file_name: raw.parquet}`), which tunesmith's pt pipeline does too.
+RAW_SUFFIXES = (".json", ".jsonl", ".parquet", ".csv", ".arrow", ".txt")
+
+
+def reads_megatron(data: Any) -> bool:
+    """`data_manager_type: mg` naming Megatron prefixes; raw files (inline specs such as `{file_name: x.parquet}`
+    or paths with a data suffix) go through the ordinary pipeline, as MindSpeed preprocesses them."""
+    if data.data_manager_type != "mg":
+        return False
+    items = data.dataset if isinstance(data.dataset, list) else [data.dataset]
+    return not any(isinstance(i, dict) or Path(str(i)).suffix.lower() in RAW_SUFFIXES for i in items)
 
 
 def megatron_prefixes(value: str | list[str]) -> list[str]:

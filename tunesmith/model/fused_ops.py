@@ -32,6 +32,20 @@ FLASH_MODULE = {"flash_attention_2": "flash_attn", "flash_attention_3": "flash_a
 TRUSTED_KERNEL_OWNER = "kernels-community"  # transformers loads other owners only with allow_all_kernels
 
 
+def attn_for_model(margs: Any, config: Any, attn: str) -> str:
+    """With attn_impl unset, a model class without sdpa (gpt-oss, DeepSeek-V4) runs eager, as transformers'
+    own default picks; anything asked for stays."""
+    if margs.attn_impl or margs.use_flash_attn or attn != "sdpa":
+        return attn
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    cls = MODEL_FOR_CAUSAL_LM_MAPPING.get(type(config), None)
+    if cls is None or getattr(cls, "_supports_sdpa", True):
+        return attn
+    logger.info("attn_impl unset: %s has no sdpa attention, so it runs eager", cls.__name__)
+    return "eager"
+
+
 def resolve_attn_impl(margs: Any) -> str:
     """The transformers `attn_implementation` for `attn_impl` / `use_flash_attn`; unset means sdpa."""
     name = margs.attn_impl or ("flash_attention_2" if margs.use_flash_attn else "sdpa")

@@ -18,7 +18,12 @@ from transformers import (
 )
 
 from tunesmith.config.unsupported import check_model_id
-from tunesmith.model.fused_ops import apply_kernels, check_kernel_flags, resolve_attn_impl
+from tunesmith.model.fused_ops import (
+    apply_kernels,
+    attn_for_model,
+    check_kernel_flags,
+    resolve_attn_impl,
+)
 from tunesmith.model.model_switches import (
     apply_model_kwargs,
     apply_rope_scaling,
@@ -48,7 +53,7 @@ def load_model(cfg: Any, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
     apply_rope_scaling(config, cfg.methods.rope_scaling, cfg.data.cutoff_len)
     apply_model_kwargs(config, cfg.methods.model_kwargs)
     check_model_id(margs.model_id, getattr(config, "model_type", None))
-    attn = resolve_attn_impl(margs)
+    attn = attn_for_model(margs, config, resolve_attn_impl(margs))
     dtype = _dtype(margs.torch_dtype, config)
     quant = quantization_config(margs, dtype)
     seed = int(cfg.train.seed)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tunesmith.config import TunesmithConfig
 from tunesmith.config.validate import data_parallel_size
-from tunesmith.data.megatron_indexed import IndexedDataset, megatron_prefixes
+from tunesmith.data.megatron_indexed import IndexedDataset, megatron_prefixes, reads_megatron
 from tunesmith.data.registry import resolve_datasets
 from tunesmith.dist.plugins import resolved_ds_config
 from tunesmith.model.fused_ops import check_kernel_flags, resolve_attn_impl
@@ -56,7 +56,7 @@ def _check_data(cfg: TunesmithConfig) -> None:
     data = cfg.data
     if data.tokenized_path and Path(data.tokenized_path).exists():
         return
-    if data.data_manager_type == "mg":
+    if reads_megatron(data):
         for prefix in megatron_prefixes(data.dataset):
             IndexedDataset(prefix)
         return
