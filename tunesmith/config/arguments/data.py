@@ -105,8 +105,8 @@ class DataArguments:
     )
     token_loss_weights: str | None = arg(
         None,
-        "Per-token loss weights of answers by ms-swift's loss_scale schemes: react, hermes, qwen, agentflan, "
-        "alpha_umi, ignore_empty_think, ignore_think_prefix (chain with +), or a JSON file of pattern -> weights.",
+        "Answer-token loss weights: ms-swift loss_scale schemes (react, hermes, qwen, agentflan, alpha_umi, "
+        "ignore_empty_think, ...; a+b) or a JSON file.",
     )
     ignore_pad_token_for_loss: bool = arg(True, "Exclude padding tokens from the loss.", sources="003")
 
