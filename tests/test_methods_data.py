@@ -119,10 +119,12 @@ def test_custom_chat_template_and_lazy_tokenize_refusal():
     assert (
         load_tokenizer(cfg).apply_chat_template([{"role": "user", "content": "x"}], tokenize=False) == "<x>"
     )
+    base = ["model=builtin:tiny", "dataset=demo", "dataset_dir=builtin:demo", "lazy_tokenize=true"]
     with pytest.raises(ConfigError, match="lazy_tokenize"):
-        load_config(
-            None, ["model=builtin:tiny", "dataset=demo", "dataset_dir=builtin:demo", "lazy_tokenize=true"]
-        )
+        load_config(None, ["dialect=tunesmith", *base])
+    assert (
+        load_config(None, base).dialect.name == "swift"
+    )  # only ms-swift writes it: taken as tokenizing ahead
 
 
 def test_dataset_text_field_names_the_text_column(tmp_path):
