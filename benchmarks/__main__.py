@@ -35,7 +35,12 @@ JOBS = {
         "HF Trainer, flattening",
     ),
     "uniform blocks": ("tunesmith normal", "HF Trainer, padding"),
-    "LoRA, skewed SFT": ("tunesmith group_by_length", "HF Trainer, padding", "HF Trainer, flattening"),
+    "LoRA, skewed SFT": (
+        "tunesmith group_by_length",
+        "tunesmith padding_free",
+        "HF Trainer, padding",
+        "HF Trainer, flattening",
+    ),
 }
 
 
