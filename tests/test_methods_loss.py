@@ -77,6 +77,18 @@ def test_training_step_loss_is_the_formula(tmp_path, tiny, method):
     assert history[0]["loss"] == pytest.approx(expected_sum / tokens, rel=1e-4)
 
 
+def test_asft_reference_stays_the_starting_model_under_checkpointing(tmp_path, tiny):
+    cfg, tok, model = setup(tiny, tmp_path, "use_asft_loss=true", "gradient_checkpointing=true", steps=2)
+    data = micro_batches(tok, 2)
+    start = logits(model, data[0])
+    trainer = trainer_for(cfg, model, data)
+    trainer.train()
+    trainer.close()
+    reference = trainer.loss_fn.token_loss.reference
+    assert (logits(reference, data[0]) - start).abs().max() < 1e-6  # not the trained (checkpointed) layers
+    assert (logits(model, data[0]) - start).abs().max() > 1e-3
+
+
 def test_two_losses_at_once_are_refused(tmp_path, tiny):
     cfg, tok, model = setup(tiny, tmp_path, "use_dft_loss=true", "use_eaft_loss=true")
     with pytest.raises(ConfigError, match="use_dft_loss and use_eaft_loss"):

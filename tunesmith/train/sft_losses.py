@@ -121,8 +121,13 @@ def build_token_loss(methods: Any, model: torch.nn.Module) -> TokenWeightedLoss 
 
 
 def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
-    """A frozen copy of the starting model in eval mode (ASFT's reference)."""
+    """A frozen copy of the starting model in eval mode (ASFT's reference). Forwards patched onto module instances
+    (activation checkpointing) are dropped from the copy: deepcopy keeps their closures, which call the original,
+    training modules."""
     reference = copy.deepcopy(unwrap(model)).eval()
+    for module in reference.modules():
+        if "forward" in vars(module):
+            del module.forward
     for param in reference.parameters():
         param.requires_grad_(False)
     return reference
