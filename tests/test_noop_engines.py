@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import torch.distributed as dist
 
 from tunesmith.config import load_config
@@ -65,6 +66,7 @@ def test_single_process_deepspeed_zero3_offload_runs_the_engine(runs):
     assert (runs / "zero3" / "checkpoint-3" / "deepspeed").is_dir()
     assert losses(runs / "zero3") == pytest.approx(losses(runs / "plain"), abs=2e-3)
     assert (runs / "zero3" / "model.safetensors").is_file()
+    assert torch.nn.functional.linear is torch._C._nn.linear  # ZeRO-3's process-wide replacement is undone
 
 
 def test_missing_deepspeed_json_is_an_error_before_loading(tmp_path):

@@ -8,6 +8,7 @@ import copy
 import datetime
 import json
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -206,6 +207,16 @@ def gathered(engine: Any) -> Iterator[None]:
 
     with deepspeed.zero.GatheredParameters(list(engine.module.parameters()), modifier_rank=None):
         yield
+
+
+def restore_torch_linear() -> None:
+    """ZeRO-3 replaces `torch.nn.functional.linear` for the whole process with its memory-efficient version and
+    leaves it so ("persists unless manually reset"): put torch's own back once the engine is done, so what runs
+    later in this process (another run, an export, a notebook cell) is not changed by it."""
+    module = sys.modules.get("deepspeed.runtime.zero.partition_parameters")
+    original = getattr(getattr(module, "InsertPostInitMethodToModuleSubClasses", None), "linear_bk", None)
+    if original is not None:
+        torch.nn.functional.linear = original
 
 
 def _engine_classes() -> list[type]:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import torch
 import torch.distributed as dist
 
+from tunesmith.dist.deepspeed import restore_torch_linear
 from tunesmith.utils.errors import ConfigError
 
 BACKENDS = ("gloo", "nccl", "mpi", "ccl", "hccl", "xccl")
@@ -76,7 +77,9 @@ def is_main_process(on_each_node: bool = False) -> bool:
 
 
 def cleanup() -> None:
-    """Destroy the process group if one is active (and drop what `init_single_process` set)."""
+    """Destroy the process group if one is active (and drop what `init_single_process` set and what DeepSpeed
+    patched)."""
+    restore_torch_linear()
     if dist.is_initialized():
         dist.destroy_process_group()
     while _SET_BY_US:
