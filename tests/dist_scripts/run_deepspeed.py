@@ -1,5 +1,5 @@
 """Launched on 2 ranks: DeepSpeed ZeRO-2 and ZeRO-3 (the shipped example JSONs, "auto" filled) vs 1 process;
-ZeRO-3 checkpoint -> resume; consolidated HF export.
+ZeRO-3 checkpoint -> resume; its partitions gathered into one model in one process (export).
 
 Usage: torchrun --nproc_per_node 2 run_deepspeed.py WORKDIR [offload]   (writes WORKDIR/deepspeed.json)
 """
@@ -26,10 +26,10 @@ from common import (
 
 from tunesmith.dist.deepspeed import (
     build_engine,
-    export_hf,
     fill_auto,
     init_deepspeed_distributed,
     load_ds_config,
+    load_zero_model,
 )
 
 EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "deepspeed")
@@ -113,11 +113,9 @@ def main(workdir: str, variant: str) -> None:
         resumed = engine_for("ds_z3.json")
         resumed.load_checkpoint(ckpt, tag="step2")
         result["zero3_resume"] = max_diff(ref[2:], run(resumed, steps=1, start=2))
-        export_hf(engine, ckpt, os.path.join(workdir, "ds_hf"), tag="step2")
-        if dist.get_rank() == 0:
-            from transformers import AutoModelForCausalLM
-
-            exported = AutoModelForCausalLM.from_pretrained(os.path.join(workdir, "ds_hf"))
+        if dist.get_rank() == 0:  # the partitions of both ranks, gathered in this one process (tunesmith export)
+            exported = tiny_model().eval()
+            load_zero_model(ckpt, exported)
             with torch.no_grad():
                 result["export_logits"] = (
                     (exported(input_ids=probe).logits - sharded_logits).abs().max().item()
