@@ -14,9 +14,12 @@ HEADER = """# Compatibility: the peers' own example configs
 examples, ms-swift's example scripts, TRL and transformers command lines and YAMLs, MindSpeed-LLM FSDP2
 YAMLs and command lines; `compat/corpus/SOURCES.tsv` gives the repository, path and commit of each).
 `make compat` runs each through the real `tunesmith` command line ({mode}) after rewriting only the model
-(`builtin:tiny`), the data (small local files of the format the config reads, a local `dataset_info.json`
-for the dataset names it uses), the output folder, `max_steps: 2` and the cutoff length (128, where the config
-sets one); notes in the table say where something else was neutralised (no network, 2 CPU cores, one node).
+(`builtin:tiny`; a tiny random model of the architecture a MindSpeed `model_id` names; a copy of the tiny
+tokenizer with the special tokens the config's chat template writes, such as llama3's `<|eot_id|>`: the
+template stays as written), the data (small local files of the format the config reads, a local
+`dataset_info.json` for the dataset names it uses), the output folder, `max_steps: 2` and the cutoff length (128,
+where the config sets one); notes in the table say where something else was neutralised (no network, 2 CPU
+cores, one node).
 A command line runs as the tunesmith command that stands for the peer's: `swift sft|pt|rlhf` ->
 `tunesmith sft|pt|rlhf`, `trl sft` / `python sft.py` -> `tunesmith sft`, other TRL trainers ->
 `tunesmith train --stage <trainer>`, `run_clm.py` -> `tunesmith pt`, MindSpeed's `train_fsdp2.py FILE` and
