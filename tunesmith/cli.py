@@ -322,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         print(command_help(argv[0], command))
         return 0
     logging.basicConfig(level=logging.INFO, format="[tunesmith] %(message)s")
+    from tunesmith import torchrun
     from tunesmith.report.secrets import secret_values
     from tunesmith.utils.logging import add_redaction, redact_message
 
@@ -334,7 +335,12 @@ def main(argv: list[str] | None = None) -> int:
 
         if dist_env.rank() == 0:  # under torchrun every rank reads the config: the error is printed once
             print(f"tunesmith: error: {redact_message(str(exc), secret_values())}", file=sys.stderr)
+            torchrun.report_failure()
         return 2
+    except Exception:
+        if torchrun.peer_failed():  # rank 0 stopped on a one-line error; this rank only lost its peer
+            return 2
+        raise
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ def torchrun_command(
     cmd = [
         sys.executable,
         "-m",
-        "torch.distributed.run",
+        "tunesmith.torchrun",  # torch.distributed.run without its traceback when a rank fails
         "--nproc_per_node",
         str(nproc),
         "--nnodes",
