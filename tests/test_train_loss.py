@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from helpers import tiny_model
 
-from tunesmith.train.loss import CausalLMLoss, chunked_ce_sum, token_ce_sum, valid_tokens
+from tunesmith.train.loss import CausalLMLoss, chunked_ce_sum, takes_logit_mask, token_ce_sum, valid_tokens
 
 
 def batch(rows: int = 3, length: int = 24, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -64,7 +64,8 @@ def test_chunked_ce_never_builds_full_logits():
 
 
 def test_label_smoothing_formula():
-    logits, labels = torch.randn(2, 10, 30), torch.randint(0, 30, (2, 10))
+    g = torch.Generator().manual_seed(0)  # fixed data: the test must not depend on the tests before it
+    logits, labels = torch.randn(2, 10, 30, generator=g), torch.randint(0, 30, (2, 10), generator=g)
     labels[0, 3:6] = -100
     eps = 0.1
     got = token_ce_sum(logits, labels, eps)
@@ -92,3 +93,47 @@ def test_moe_aux_loss_matches_model_and_chunked_path():
     ce_c, aux_c = CausalLMLoss(aux_loss_coef=coef, chunk_size=7)(model, b)
     assert float(ce_c) == pytest.approx(float(ce), rel=1e-5)
     assert float(aux_c) == pytest.approx(float(aux), rel=1e-5)
+
+
+def _full_logits_ce(model: torch.nn.Module, b: dict[str, torch.Tensor]) -> torch.Tensor:
+    out = model(**{k: v for k, v in b.items() if k != "labels"}, use_cache=False)
+    return token_ce_sum(out.logits, b["labels"])
+
+
+def packed() -> dict[str, torch.Tensor]:
+    """Two sequences in one row (12 and 18 tokens), prompts masked, as padding_free builds them."""
+    ids = torch.randint(3, 400, (1, 30), generator=torch.Generator().manual_seed(1))
+    labels = ids.clone()
+    labels[0, :4] = labels[0, 12:17] = -100
+    positions = torch.cat([torch.arange(12), torch.arange(18)]).view(1, 30)
+    return {"input_ids": ids, "labels": labels, "position_ids": positions}
+
+
+@pytest.mark.parametrize("lora", [False, True])
+@pytest.mark.parametrize("make", [batch, packed])
+def test_logits_only_where_targets_are_same_loss_and_gradient(make, lora):
+    b = make()
+    model = tiny_model("llama")
+    if lora:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    rows = []
+    head = (model.get_base_model() if lora else model).lm_head
+    hook = head.register_forward_hook(lambda m, a, out: rows.append(out.shape[0]))
+    ce, _ = CausalLMLoss()(model, b)
+    hook.remove()
+    ce.backward()
+    got = grads(model)
+    model.zero_grad()
+    reference = _full_logits_ce(model, b)
+    reference.backward()
+    assert rows == [valid_tokens(b["labels"])]  # the LM head ran on the positions with a target only
+    assert float(ce) == pytest.approx(float(reference), rel=1e-6)
+    for name, ref in grads(model).items():
+        assert torch.allclose(got[name], ref, rtol=1e-5, atol=1e-7), name
+
+
+def test_model_without_logit_mask_gets_full_logits():
+    assert takes_logit_mask(type(tiny_model("llama")))
+    assert not takes_logit_mask(torch.nn.Linear)

@@ -7,10 +7,16 @@ weight does not grow with gradient accumulation (transformers.Trainer sums it; t
 Labels are not shifted (the position `t` predicts `labels[t + 1]`); `-100` marks unsupervised tokens. A
 micro-batch's `loss_weights` (B, T), aligned with the labels (`token_loss_weights`), weight each token's loss
 in the sum; the step is still divided by its valid tokens (ms-swift's loss_scale).
+
+The model computes logits only at the positions that have a target (`logits_to_keep` as a boolean mask, which
+transformers' causal LMs accept): prompt tokens, padding and each sequence's last position never reach the LM head
+(a model class without that mask computes them all, as before); the loss is the same sum.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import sys
 from collections.abc import Callable, Mapping
 
@@ -51,6 +57,42 @@ def token_ce_sum(
         label_smoothing=label_smoothing,
     )
     return ce if weights is None else (ce * shifted_weights(weights, ce.device)).sum()
+
+
+def next_token_targets(labels: torch.Tensor, length: int, fill: float = IGNORE_INDEX) -> torch.Tensor:
+    """The target of each of the `length` input positions: the next label, `fill` after the last one (`labels`
+    one position longer, a context-parallel slice, are aligned already). Also aligns per-label loss weights."""
+    if labels.size(1) == length + 1:
+        return labels[:, 1:]
+    return F.pad(labels[:, 1:], (0, 1), value=fill)
+
+
+def kept_ce_sum(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    label_smoothing: float = 0.0,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """`token_ce_sum` for logits (N, V) computed only at positions with a target (N,), each weighted by `weights`
+    (N,) when given."""
+    ce = F.cross_entropy(
+        logits.float(),
+        targets.to(logits.device),
+        ignore_index=IGNORE_INDEX,
+        reduction="sum" if weights is None else "none",
+        label_smoothing=label_smoothing,
+    )
+    return ce if weights is None else (ce * weights.to(device=ce.device, dtype=torch.float32)).sum()
+
+
+@functools.cache
+def takes_logit_mask(cls: type) -> bool:
+    """Whether the causal LM class `cls` slices its hidden states with transformers' `slice_logits_to_keep`, which
+    accepts a boolean (B, T) mask of the positions to compute logits for."""
+    owner = next((k for k in cls.__mro__ if "forward" in vars(k)), None)
+    if owner is None or not hasattr(sys.modules.get(owner.__module__), "slice_logits_to_keep"):
+        return False
+    return "logits_to_keep" in inspect.signature(owner.forward).parameters
 
 
 def shifted_weights(weights: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -136,11 +178,29 @@ class CausalLMLoss:
             inputs["output_router_logits"] = True
         if self.chunk_size:
             return self._chunked(model, inputs, labels, moe, weights)
+        if self.token_loss is None and takes_logit_mask(type(unwrap(model))):
+            return self._kept(model, inputs, labels, moe, weights)
         out = model(**inputs, use_cache=False)
         if self.token_loss is not None:
             ce = self.token_loss(out.logits, labels, batch_inputs(inputs), weights=weights)
         else:
             ce = token_ce_sum(out.logits, labels, self.label_smoothing, weights)
+        return ce, self._aux(out.aux_loss if moe else None, ce)
+
+    def _kept(
+        self,
+        model: torch.nn.Module,
+        inputs: dict,
+        labels: torch.Tensor,
+        moe: bool,
+        weights: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The summed CE with logits only where a target is (the LM head skips every other position)."""
+        targets = next_token_targets(labels, inputs["input_ids"].size(1))
+        keep = targets != IGNORE_INDEX
+        out = model(**inputs, use_cache=False, logits_to_keep=keep.to(inputs["input_ids"].device))
+        kept_weights = None if weights is None else next_token_targets(weights, keep.size(1), 0.0)[keep]
+        ce = kept_ce_sum(out.logits, targets[keep], self.label_smoothing, kept_weights)
         return ce, self._aux(out.aux_loss if moe else None, ce)
 
     def _chunked(
