@@ -85,6 +85,31 @@ def test_adapter_type_trains_only_its_weights_and_reloads(tmp_path, tiny, kind, 
     assert _reload_error(model, tok, tmp_path / "final", data[0]) < 1e-4
 
 
+def test_oft_on_a_4bit_base_reloads(tmp_path, tiny):
+    """QOFT (LLaMA-Factory's extras/qoft): OFT adapters around bitsandbytes 4-bit layers."""
+    from transformers import BitsAndBytesConfig
+
+    cfg, tok, model = setup(
+        tiny,
+        tmp_path,
+        "finetuning_type=oft",
+        "quantization_bit=4",
+        "oft_block_size=16",
+        "target_modules=q_proj",
+    )
+    layer = model.get_base_model().model.layers[0].self_attn.q_proj
+    assert type(layer.base_layer).__name__ == "Linear4bit"
+    before = snapshot(model)
+    data = _train(cfg, model, tok)
+    moved = changed(model, before)
+    assert moved and all("oft_" in n for n in moved)
+    out = save_pretrained_output(model, tok, tmp_path / "final")
+    quant = BitsAndBytesConfig.from_dict(model.config.quantization_config.to_dict())  # the run's own
+    base = AutoModelForCausalLM.from_pretrained(tiny, quantization_config=quant)
+    reloaded = PeftModel.from_pretrained(base, out)
+    assert (logits(reloaded, data[0]) - logits(model, data[0])).abs().max() < 1e-4
+
+
 def test_lora_bias_target_regex_and_dtype(tmp_path, tiny):
     cfg, tok, model = setup(
         tiny,

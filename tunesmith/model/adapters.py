@@ -41,9 +41,9 @@ def apply_finetuning(
     if adapters and kind not in ("lora", "qlora"):
         raise ConfigError(f"adapter_name_or_path: continues LoRA training; finetuning_type is {kind}")
     if kind in ADAPTER_TYPES:
-        if kind not in ("lora", "qlora") and quantized:
+        if kind not in ("lora", "qlora", "oft") and quantized:  # peft's OFT wraps 4/8-bit layers (QOFT)
             raise ConfigError(
-                f"finetuning_type: {kind} on a quantised base is not supported; use lora or qlora"
+                f"finetuning_type: {kind} on a quantised base is not supported; use lora, qlora or oft"
             )
         if adapters and not methods.create_new_adapter:
             return attach_adapters(model, adapters, trainable=True)  # all merged but the last, which trains
