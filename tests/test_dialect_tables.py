@@ -217,7 +217,10 @@ def test_method_conversions():
         None,
         [*BASE, "--train_type", "llamapro", "--llamapro_num_new_blocks", "2", "--split_dataset_ratio", "0"],
     )
-    assert pro.model.finetuning_type == "full" and pro.methods.use_llama_pro
+    assert pro.model.finetuning_type == "full" and pro.methods.llamapro_num_new_blocks == 2
+    assert not pro.methods.use_llama_pro  # LLaMA-Factory's flag (an expanded model's spread layers) stays off
+    default = load_config(None, [*BASE, "--train_type", "llamapro", "--split_dataset_ratio", "0"])
+    assert default.methods.llamapro_num_new_blocks == 4  # ms-swift's default
     trl = load_config(None, [*BASE, "--use_peft", "--truncation_mode", "keep_end"])
     assert trl.data.truncation_strategy == "left" and trl.model.finetuning_type == "lora"
     clm = load_config(

@@ -53,6 +53,7 @@ stage: sft
 finetuning_type: lora
 lora_rank: 8
 lora_target: all
+use_reentrant_gc: false  # its home default is true; the HF run checkpoints non-re-entrantly
 ### dataset
 dataset: demo
 dataset_dir: builtin:demo

@@ -4,6 +4,7 @@ conversions and ms-swift's own defaults."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from tunesmith.config.dialects import notes, swift_options
@@ -138,12 +139,13 @@ SWIFT_TUNERS = {
 }
 
 
-def tuner_type(value: Any) -> dict[str, Any]:
-    """`--tuner_type` (`--train_type`) -> finetuning_type; ms-swift's llamapro is LLaMA-Pro (full weights of the
-    new blocks only)."""
+def tuner_type(value: Any, context: Mapping[str, Any]) -> dict[str, Any]:
+    """`--tuner_type` (`--train_type`) -> finetuning_type; ms-swift's llamapro is LLaMA-Pro expansion on full
+    tuning (llamapro_num_new_blocks, 4 by default there): only the new blocks train."""
     key = str(value).strip().lower()
     if key == "llamapro":
-        return {"finetuning_type": "full", "use_llama_pro": True}
+        blocks = {} if context.get("llamapro_num_new_blocks") is not None else {"llamapro_num_new_blocks": 4}
+        return {"finetuning_type": "full", **blocks}
     if key in SWIFT_TUNERS:
         raise ConfigError(
             f"{value!r} is {SWIFT_TUNERS[key]}, which tunesmith does not have; tuners here: full, freeze, lora, "
@@ -278,8 +280,12 @@ TEMPLATE = {
     ),
 }
 MODEL = {
-    "tuner_type": convert(tuner_type, "finetuning_type (llamapro: use_llama_pro)"),
-    "train_type": convert(tuner_type, "finetuning_type (llamapro: use_llama_pro)"),
+    "tuner_type": convert_in_context(
+        tuner_type, "finetuning_type (llamapro: full with llamapro_num_new_blocks)"
+    ),
+    "train_type": convert_in_context(
+        tuner_type, "finetuning_type (llamapro: full with llamapro_num_new_blocks)"
+    ),
     "init_weights": convert(init_weights, "init_lora_weights"),
     "lora_dtype": convert(lora_dtype, "lora_dtype (AUTO: the model's)"),
     "model_kwargs": refuse(
