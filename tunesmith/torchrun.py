@@ -9,12 +9,26 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 
-def _marker(run_id: str | None = None) -> Path | None:
-    """The marker of this launch: only for a launch's own id (a standalone launch's uuid, not the shared 'none')."""
-    run_id = run_id or os.environ.get("TORCHELASTIC_RUN_ID")
-    return Path(tempfile.gettempdir()) / f"tunesmith-error-{run_id}" if run_id and run_id != "none" else None
+def _marker() -> Path | None:
+    """This launch's marker, named by the run id and master port torchrun gives every rank."""
+    run_id, port = os.environ.get("TORCHELASTIC_RUN_ID"), os.environ.get("MASTER_PORT")
+    return _path(run_id, port) if run_id and port else None
+
+
+def _path(run_id: str, port: str) -> Path:
+    return Path(tempfile.gettempdir()) / f"tunesmith-error-{run_id}-{port}"
+
+
+def _clear(run_id: str | None, port: Any) -> None:
+    """Remove the launch's markers (a standalone launch's port is picked later: any port of its run id)."""
+    if not run_id:
+        return
+    pattern = _path(run_id, "*" if run_id != "none" else str(port)).name
+    for path in Path(tempfile.gettempdir()).glob(pattern):
+        path.unlink(missing_ok=True)
 
 
 def report_failure() -> None:
@@ -43,15 +57,14 @@ def main(argv: list[str] | None = None) -> int:
     from torch.distributed.run import parse_args, run
 
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    _clear(args.rdzv_id, args.master_port)  # a marker left by an earlier launch on the same port
     try:
         run(args)
     except ChildFailedError as exc:
         codes = [failure.exitcode for failure in exc.failures.values()]
         return next((code for code in codes if code > 0), 1)
     finally:
-        marker = _marker(getattr(args, "rdzv_id", None))
-        if marker is not None:
-            marker.unlink(missing_ok=True)
+        _clear(args.rdzv_id, args.master_port)  # standalone: run() set the launch's own id
     return 0
 
 
