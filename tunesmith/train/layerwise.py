@@ -30,7 +30,8 @@ class LayerwiseOptimizer(torch.optim.Optimizer):
         super().__init__([torch.zeros(1)], {"lr": 0.0})  # a placeholder: the real groups are the inner ones
         self.param_groups = self._inner_groups()
         self._squares: torch.Tensor | None = None
-        self._hooks = [p.register_post_accumulate_grad_hook(self._update) for p, _ in per_param]
+        for param, _ in per_param:  # the hooks live as long as the parameters: one such optimizer per model
+            param.register_post_accumulate_grad_hook(self._update)
 
     def _inner_groups(self) -> list[dict[str, Any]]:
         return [group for _, opt in self.per_param for group in opt.param_groups]
@@ -77,12 +78,6 @@ class LayerwiseOptimizer(torch.optim.Optimizer):
         for (_, opt), state in zip(self.per_param, saved, strict=True):
             opt.load_state_dict(state)
         self.param_groups = self._inner_groups()  # loading replaced the inner group dicts
-
-    def remove_hooks(self) -> None:
-        """Detach the update hooks from the parameters."""
-        for handle in self._hooks:
-            handle.remove()
-        self._hooks = []
 
 
 def layerwise(
