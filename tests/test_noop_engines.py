@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
+from safetensors.torch import load_file
 
 from tunesmith.config import load_config
+from tunesmith.infer.export import load_sharded_checkpoint
 from tunesmith.recipes import run_recipe
 from tunesmith.utils.errors import ConfigError
 
@@ -49,6 +51,7 @@ def runs(tmp_path_factory):
             "plain": [],
             "fsdp": ["fsdp=full_shard"],
             "zero3": [f"deepspeed={EXAMPLES / 'ds_z3_offload.json'}"],
+            "zero3_model_only": [f"deepspeed={EXAMPLES / 'ds_z3_offload.json'}", "save_only_model=true"],
         }.items():
             run_recipe(load_config(None, [*BASE, *extra, f"output_dir={root / name}"]))
             assert not dist.is_initialized()  # the one-process group is gone after the run
@@ -67,6 +70,25 @@ def test_single_process_deepspeed_zero3_offload_runs_the_engine(runs):
     assert losses(runs / "zero3") == pytest.approx(losses(runs / "plain"), abs=2e-3)
     assert (runs / "zero3" / "model.safetensors").is_file()
     assert torch.nn.functional.linear is torch._C._nn.linear  # ZeRO-3's process-wide replacement is undone
+
+
+def test_deepspeed_save_only_model_checkpoints_hold_the_gathered_model(runs):
+    """HF's save_only_model under DeepSpeed: the checkpoint is the model's weights gathered from the ZeRO-3
+    partitions (no engine files, no optimizer), equal to the weights the full checkpoint holds."""
+    ckpt = runs / "zero3_model_only" / "checkpoint-3"
+    assert not (ckpt / "deepspeed").exists() and not (ckpt / "scheduler.pt").exists()
+    saved = load_file(ckpt / "model.safetensors")
+    full = tiny_model_like(runs / "zero3")
+    load_sharded_checkpoint(runs / "zero3" / "checkpoint-3", full)
+    state = full.state_dict()
+    assert saved and all(torch.equal(saved[k], state[k]) for k in saved)
+
+
+def tiny_model_like(run: Path) -> torch.nn.Module:
+    """A model built from the config the run exported (random weights)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(run))
 
 
 def test_missing_deepspeed_json_is_an_error_before_loading(tmp_path):

@@ -224,7 +224,15 @@ def test_sharded_export_loads_with_single_process_logits(runs: dict[str, Path], 
         (['deepspeed={"zero_optimization": {"stage": 2}}', "do_predict=true"], "do_predict"),
         (["tp_size=2", "save_strategy=no", "do_predict=true"], "do_predict"),
         (["cp_size=2", "chunk_loss_size=16"], "chunk_loss_size"),
-        (['deepspeed={"zero_optimization": {"stage": 2}}', "save_only_model=true"], "save_only_model"),
+        (
+            [
+                'deepspeed={"zero_optimization": {"stage": 2}}',
+                "save_only_model=true",
+                "load_best_model_at_end=true",
+            ]
+            + ["eval_strategy=steps", "eval_steps=10", "save_steps=10", "val_size=0.1"],
+            "save_only_model",
+        ),
     ],
 )
 def test_unsupported_combinations_are_config_errors(

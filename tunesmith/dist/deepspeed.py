@@ -209,14 +209,22 @@ def gathered(engine: Any) -> Iterator[None]:
         yield
 
 
-def restore_torch_linear() -> None:
-    """ZeRO-3 replaces `torch.nn.functional.linear` for the whole process with its memory-efficient version and
-    leaves it so ("persists unless manually reset"): put torch's own back once the engine is done, so what runs
-    later in this process (another run, an export, a notebook cell) is not changed by it."""
-    module = sys.modules.get("deepspeed.runtime.zero.partition_parameters")
-    original = getattr(getattr(module, "InsertPostInitMethodToModuleSubClasses", None), "linear_bk", None)
+def forget_process_group() -> None:
+    """Undo what a DeepSpeed engine leaves in the process once its process group is gone, so a later run in the
+    same process (a notebook, the test suite) starts clean: ZeRO-3's process-wide replacement of
+    `torch.nn.functional.linear` ("persists unless manually reset") and the group handles DeepSpeed caches
+    (a clone of the destroyed world group made the next engine fail)."""
+    zero = sys.modules.get("deepspeed.runtime.zero.partition_parameters")
+    original = getattr(getattr(zero, "InsertPostInitMethodToModuleSubClasses", None), "linear_bk", None)
     if original is not None:
         torch.nn.functional.linear = original
+    groups = sys.modules.get("deepspeed.utils.groups")
+    if groups is None:
+        return
+    for name, value in vars(groups).copy().items():
+        if name.startswith("_") and name.endswith(("_GROUP", "_GROUP_RANKS")):
+            setattr(groups, name, {} if isinstance(value, dict) else None)
+    groups.mesh_device = None
 
 
 def _engine_classes() -> list[type]:

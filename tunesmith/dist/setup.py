@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import torch
 import torch.distributed as dist
 
-from tunesmith.dist.deepspeed import restore_torch_linear
+from tunesmith.dist.deepspeed import forget_process_group
 from tunesmith.utils.errors import ConfigError
 
 BACKENDS = ("gloo", "nccl", "mpi", "ccl", "hccl", "xccl")
@@ -78,10 +78,10 @@ def is_main_process(on_each_node: bool = False) -> bool:
 
 def cleanup() -> None:
     """Destroy the process group if one is active (and drop what `init_single_process` set and what DeepSpeed
-    patched)."""
-    restore_torch_linear()
+    kept of it)."""
     if dist.is_initialized():
         dist.destroy_process_group()
+    forget_process_group()
     while _SET_BY_US:
         os.environ.pop(_SET_BY_US.pop(), None)
 

@@ -152,10 +152,10 @@ def check_supported(cfg: TunesmithConfig) -> None:
             "do_predict: prediction after training with a sharded model (fsdp2 / deepspeed / tp_size / ep_size) "
             "is not supported; predict from the exported output_dir in one process"
         )
-    if _engine(cfg) == "deepspeed" and args.save_only_model and args.save_strategy != "no":
+    if _engine(cfg) == "deepspeed" and args.save_only_model and args.load_best_model_at_end:
         raise ConfigError(
-            "save_only_model: with deepspeed a checkpoint holds the engine's model and optimizer partitions; unset "
-            "it (the final model is exported to output_dir in Hugging Face format either way)"
+            "save_only_model: with deepspeed its checkpoints hold the gathered model, which the engine does not load "
+            "back; drop load_best_model_at_end or save_only_model (as transformers refuses the pair under DeepSpeed)"
         )
 
 

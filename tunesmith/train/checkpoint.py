@@ -32,6 +32,7 @@ import safetensors.torch
 import torch
 
 from tunesmith.dist.checkpoint_io import is_sharded, save_sharded
+from tunesmith.dist.deepspeed import gathered
 from tunesmith.train import rng
 from tunesmith.train.checkpoint_find import MARKER, PREFIX, STATE_FILE, checkpoints, problem
 from tunesmith.train.loss import unwrap
@@ -87,9 +88,10 @@ def snapshot(trainer: Trainer, rank: int = 0) -> dict[str, Any]:
     model's weights and optimizer are not in it (`save_sharded`, or the DeepSpeed engine, writes them from the live
     model)."""
     a = trainer.args
-    sharded = is_sharded(trainer.model) or trainer.update.state_dir is not None
+    engine_only_model = trainer.update.state_dir is not None and a.save_only_model
+    sharded = is_sharded(trainer.model) or (trainer.update.state_dir is not None and not engine_only_model)
     snap: dict[str, Any] = {
-        "weights": None if sharded else _unique_storage(model_weights(trainer.model)),
+        "weights": None if sharded else _model_copy(trainer, engine_only_model),
         "trainer_state": trainer_state_dict(trainer),
         "rank": rank,
         "safetensors": a.save_safetensors,
@@ -104,6 +106,15 @@ def snapshot(trainer: Trainer, rank: int = 0) -> dict[str, Any]:
         if hasattr(trainer.batcher, "state_dict"):
             snap["data"] = trainer.batcher.state_dict()
     return _detached_copy(snap)
+
+
+def _model_copy(trainer: Trainer, engine_only_model: bool) -> dict[str, torch.Tensor]:
+    """The weights to store, on the CPU; a DeepSpeed checkpoint with `save_only_model` holds the model's weights
+    gathered from every rank's partition (a collective), as transformers writes it, not the engine's files."""
+    if not engine_only_model:
+        return _unique_storage(model_weights(trainer.model))  # copied with the whole snapshot
+    with gathered(trainer.model):  # the full weights exist only inside the block: copy them here
+        return _detached_copy(_unique_storage(model_weights(trainer.model.module)))
 
 
 def trainer_state_dict(trainer: Trainer) -> dict[str, Any]:
