@@ -40,6 +40,12 @@ def test_lf_v0_use_v1_kernels_is_inert_off_npus():
     assert load("lf", "--use_v1_kernels", "true").dialect.taken[-1]["how"].startswith("converted: no effect")
 
 
+def test_lf_v0_predict_without_do_train_predicts_only():
+    cfg = load("lf", "--do_predict", "true", "--predict_with_generate", "true")
+    assert cfg.train.do_predict is True and cfg.train.do_train is False and cfg.is_set("do_train")
+    assert load("lf", "--do_predict", "true", "--do_train", "true").train.do_train is True
+
+
 def test_lf_v1_plugin_dicts():
     freeze = {"name": "freeze", "freeze_trainable_layers": 2, "freeze_extra_modules": ["embed_tokens"]}
     cfg = load("lf_v1", "--peft_config", json.dumps(freeze))

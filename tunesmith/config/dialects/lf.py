@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from tunesmith.config.dialects import notes
@@ -14,6 +15,7 @@ from tunesmith.config.dialects.base import (
     HomeDefault,
     alias,
     convert,
+    convert_in_context,
     fixed,
     inert,
     refuse,
@@ -73,6 +75,18 @@ def flash_attn(value: Any) -> dict[str, Any]:
         missing,
     )
     return {"attn_impl": "sdpa"}
+
+
+def _evaluates_only(name: str):
+    """LF `do_eval` / `do_predict` in a config without `do_train`: LF trains only with `do_train: true` (HF's
+    default is false), so such a config evaluates or predicts the loaded model only."""
+
+    def fn(value: Any, context: Mapping[str, Any]) -> dict[str, Any]:
+        if truthy(value) and "do_train" not in context:
+            return {name: value, "do_train": False}
+        return {name: value}
+
+    return fn
 
 
 def _quantization_method(value: Any) -> dict[str, Any]:
@@ -320,6 +334,13 @@ NAMES: dict[str, Entry] = {
         "generation and cutoff_len for training",
         1024,
     ),
+    **{
+        name: convert_in_context(
+            _evaluates_only(name),
+            f"{name}; without do_train in the config it runs alone, as LLaMA-Factory trains only with do_train",
+        )
+        for name in ("do_eval", "do_predict")
+    },
     "plot_loss": fixed(True, "tunesmith always writes the loss plot (training_loss.png) into output_dir"),
     "compute_accuracy": fixed(True, "evaluation always reports token accuracy (eval_accuracy)"),
 }
@@ -367,4 +388,11 @@ DEFAULTS = {
 }
 
 # `max_length` is cutoff_len in tunesmith, ms-swift and TRL, but a generation length in LLaMA-Factory.
-DIALECT = Dialect("lf", "LLaMA-Factory v0", NAMES, MARKERS, DEFAULTS, overrides=frozenset({"max_length"}))
+DIALECT = Dialect(
+    "lf",
+    "LLaMA-Factory v0",
+    NAMES,
+    MARKERS,
+    DEFAULTS,
+    overrides=frozenset({"max_length", "do_eval", "do_predict"}),
+)
