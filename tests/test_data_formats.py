@@ -248,3 +248,13 @@ def test_tokenizer_template_with_tools_and_function_calls(tmp_path, tokenizer):
         trained
         == '<tool_call>{"name": "add", "arguments": {"a": 1}}</tool_call><|im_end|>\nIt is 3.<|im_end|>\n'
     )
+
+
+def test_per_message_loss_keys_are_refused_not_dropped(tmp_path, tokenizer):
+    """ms-swift's per-message `loss` / `loss_scale` change which tokens train: an error naming the row and key."""
+    turns = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b", "loss": None}]
+    flagged = {"messages": [*turns, {"role": "user", "content": "c"}, {"role": "assistant", "content": "d"}]}
+    flagged["messages"][1] = {"role": "assistant", "content": "b", "loss": False}
+    write_jsonl(tmp_path / "m.jsonl", [{"messages": turns}, flagged])
+    message = _error(tmp_path, tokenizer, dataset=str(tmp_path / "m.jsonl"))
+    assert "m.jsonl line 2, field 'messages[1].loss'" in message and "token_loss_weights" in message

@@ -267,6 +267,7 @@ def _openai(row: dict, columns: dict[str, str], tags: dict, where: _Where) -> tu
     tool_results: list[str] = []
     for i, turn in enumerate(turns, start=offset):
         tag = _field(turn, tags["role_tag"], f"{field}[{i}]", where)
+        _refuse_turn_loss(turn, f"{field}[{i}]", where)
         content = turn.get(tags["content_tag"]) or ""
         if tag in (tags["assistant_tag"], tags["function_tag"]) and turn.get("tool_calls"):
             content, tag = (
@@ -292,6 +293,18 @@ def _openai(row: dict, columns: dict[str, str], tags: dict, where: _Where) -> tu
         )
     check_alternation(messages, field, tags["role_tag"], where, offset)
     return messages, system, _tools(row, columns, where)
+
+
+def _refuse_turn_loss(turn: dict, field: str, where: _Where) -> None:
+    """ms-swift's per-message `loss` / `loss_scale` keys would change which tokens train: not read here, so an
+    error rather than dropped."""
+    for key in ("loss", "loss_scale"):
+        if turn.get(key) is not None:
+            raise where(
+                f"{field}.{key}",
+                "per-message loss switches and scales are not supported; mask turns with mask_history / "
+                "train_on_prompt, weight them with token_loss_weights (ms-swift --loss_scale), or drop the key",
+            )
 
 
 def row_converter(formatting: str) -> Callable[..., tuple[list[dict], str, str]]:
