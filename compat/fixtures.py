@@ -11,6 +11,7 @@ from typing import Any
 ROWS = 32
 IMAGE = "data/tiny.png"
 MULTIMODAL_HINTS = (
+    "multimodal",
     "mllm",
     "llava",
     "vl",
