@@ -11,6 +11,7 @@ utilisation needs (FLOPs per token; the caller measures the matmul peak).
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import tempfile
 import time
@@ -125,7 +126,7 @@ def run_job(
         "first_step_s": seen["first_step_end"] - seen["model_start"],
         "peak_growth": _peak(device) - seen["rss_before_model"],
         "losses": seen["losses"],
-        "estimate": _estimate(model, seen["shapes"], extra, bf16),
+        "estimate": _estimate(model, seen["shapes"], extra, bf16, kept=contender not in HF),
         "flops_per_token": _flops(model, seen, extra),
     }
 
@@ -137,8 +138,9 @@ def _peak(device: str) -> int:
     return torch.cuda.max_memory_allocated() if device == "cuda" else peak_rss_bytes()
 
 
-def _estimate(model: str, shapes: list[tuple[int, int]], extra: dict, bf16: bool) -> int:
-    """The planner's peak over the job's micro-batch shapes (rows, columns)."""
+def _estimate(model: str, shapes: list[tuple[int, int, int]], extra: dict, bf16: bool, kept: bool) -> int:
+    """The planner's peak over the job's micro-batch shapes (rows, columns, positions with a target); with `kept`
+    (tunesmith's loss) the LM head runs only at the positions with a target, else (Trainer) at all of them."""
     from tunesmith.plan_memory import ModelShape, RunSetup, estimate
 
     shape = ModelShape.from_config(MODELS[model])
@@ -148,7 +150,10 @@ def _estimate(model: str, shapes: list[tuple[int, int]], extra: dict, bf16: bool
         lora_rank=extra.get("lora_rank", 8),
         autocast="bf16" if bf16 else None,
     )
-    runs = [RunSetup(**{**base.__dict__, "micro_batch": r, "seq_len": c}) for r, c in set(shapes)]
+    runs = [
+        dataclasses.replace(base, micro_batch=r, seq_len=c, label_share=t / (r * c) if kept else 1.0)
+        for r, c, t in set(shapes)
+    ]
     return max(estimate(shape, run).peak for run in runs)
 
 
@@ -171,7 +176,8 @@ def _model(config: dict):
 
 
 def _record(seen: dict, batch: dict) -> None:
-    """Count a micro-batch: its valid tokens, computed tokens, shape and the sum of squared sequence lengths."""
+    """Count a micro-batch: its valid tokens, computed tokens, shape and positions with a target, and the sum of
+    squared sequence lengths."""
     ids = batch["input_ids"]
     if "attention_mask" in batch and batch["attention_mask"].dim() == 2:
         lengths = batch["attention_mask"].sum(1).tolist()
@@ -181,7 +187,7 @@ def _record(seen: dict, batch: dict) -> None:
         lengths = [b - a for a, b in zip(starts, starts[1:], strict=False)]
     seen["tokens"].append(int(sum(lengths)))
     seen["computed"].append(ids.numel())
-    seen["shapes"].append(tuple(ids.shape))
+    seen["shapes"].append((*ids.shape, int((batch["labels"][:, 1:] != -100).sum())))
     seen["len_sq"] += sum(n * n for n in lengths)
 
 

@@ -142,6 +142,7 @@ class RunSetup:
     attention: str = "sdpa"
     chunk_size: int | None = None
     accumulation: int = 1
+    label_share: float = 1.0  # positions with a target: the unchunked loss runs the LM head only there
 
 
 @dataclasses.dataclass(frozen=True)
@@ -263,10 +264,11 @@ def backward_scratch(shape: ModelShape, run: RunSetup) -> int:
 
 def logits_bytes(shape: ModelShape, run: RunSetup) -> int:
     """Peak of the output layer and cross-entropy: the logits, their fp32 copy and log-softmax at the end of the
-    forward pass, or three fp32 vocabulary-sized gradients in backward; for all positions, or for one chunk of
-    `chunk_size` positions (chunked loss)."""
+    forward pass, or three fp32 vocabulary-sized gradients in backward; for the positions with a target
+    (`label_share`: all of them unless the data says otherwise, an upper bound), or for one chunk of `chunk_size`
+    positions (chunked loss)."""
     out = 4 if run.param_dtype == "float32" and not run.autocast else 2
-    positions = min(run.chunk_size or run.seq_len, run.seq_len)
+    positions = min(run.chunk_size, run.seq_len) if run.chunk_size else run.seq_len * run.label_share
     return int(run.micro_batch * positions * shape.vocab * max(out + 8, 12))
 
 
