@@ -349,8 +349,9 @@ TRAINING = {
     ),
     "acc_strategy": fixed("token", "accuracy is per token"),
     "max_epochs": refuse("stops after N epochs regardless of max_steps; set num_train_epochs (or max_steps)"),
-    "use_logits_to_keep": refuse(
-        "computes logits only where labels are; tunesmith's memory saver is chunk_loss_size"
+    "use_logits_to_keep": inert(
+        "tunesmith's loss computes the logits only at positions with a label whenever the model allows it "
+        "(the same loss either way)"
     ),
     "ds3_gather_for_generation": refuse(
         "gathers ZeRO-3 weights for generation; tunesmith evaluates with the "
