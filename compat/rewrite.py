@@ -261,12 +261,17 @@ def _lf_v1_data(run: RunFolder, config: dict[str, Any]) -> None:
 
 
 def _v1_rows(kind: str) -> list[dict[str, Any]]:
-    if kind == "pairwise":  # the columns of the hub set the demo names (HuggingFaceH4/orca_dpo_pairs)
+    if kind == "pairwise":  # the layout of the hub set the demo names (HuggingFaceH4/orca_dpo_pairs)
         return [
-            {"system": "", "question": r["instruction"], "chosen": r["chosen"], "rejected": r["rejected"]}
+            {"prompt": q, "chosen": _turns(q, r["chosen"]), "rejected": _turns(q, r["rejected"])}
             for r in fixtures.rows("lf", "pairwise")
+            for q in [r["instruction"]]
         ]
     return fixtures.lf_rows(kind)
+
+
+def _turns(question: str, answer: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
 
 
 def _trl_yaml_data(run: RunFolder, config: dict[str, Any]) -> None:

@@ -13,14 +13,16 @@ from tunesmith.config.dialects import lf, notes
 from tunesmith.config.dialects.base import Dialect, Entry, HomeDefault, alias, convert, refuse
 from tunesmith.utils.errors import ConfigError
 
-# v1 dataset converters -> tunesmith formattings (pair: alpaca-style chosen/rejected, marked as ranking).
+# v1 dataset converters -> tunesmith formattings (pair: `chosen` / `rejected` are two whole OpenAI-style
+# conversations, v1's PairSample: the chosen one is the messages, the other the rejected messages).
 CONVERTERS = {
     "alpaca": "alpaca",
     "sharegpt": "sharegpt",
     "openai": "openai",
     "text": "text",
-    "pair": "alpaca",
+    "pair": "openai",
 }
+PAIR_COLUMNS = {"messages": "chosen", "rejected_messages": "rejected"}
 PEFT_KEYS = {
     "r": "lora_rank",
     "lora_rank": "lora_rank",
@@ -184,7 +186,7 @@ def _inline_spec(name: str, spec: Any, path: Path) -> dict[str, Any]:
     where = "file_name" if source == "local" else "hf_hub_url"
     out: dict[str, Any] = {"name": name, where: spec["path"], "formatting": CONVERTERS[converter]}
     if converter == "pair":
-        out["ranking"] = True
+        out["ranking"], out["columns"] = True, dict(PAIR_COLUMNS)
     if spec.get("size") is not None:
         out["num_samples"] = spec["size"]
     if spec.get("split") is not None:
