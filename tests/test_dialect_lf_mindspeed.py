@@ -103,3 +103,13 @@ def test_runner_stand_ins(tmp_path):
     model = model_for_id("minimax_m27", tmp_path)
     assert json.loads((tmp_path / "model" / "config.json").read_text())["model_type"] == "minimax_m2"
     assert model is not None and model_for_id("mamba3", tmp_path) is None
+
+
+def test_lf_v1_pair_dataset_is_two_conversations(tmp_path):
+    from tunesmith.config.dialects.lf_v1 import NAMES
+
+    path = tmp_path / "datasets.yaml"
+    path.write_text("pairs:\n  path: pairs.jsonl\n  source: local\n  converter: pair\n")
+    (spec,) = NAMES["train_dataset"].fn(str(path))["dataset"]
+    assert spec["formatting"] == "openai" and spec["ranking"] is True
+    assert spec["columns"] == {"messages": "chosen", "rejected_messages": "rejected"}
