@@ -35,8 +35,8 @@ class ModelArguments:
     )
     model_id: str | None = arg(
         None,
-        "MindSpeed-LLM model id: the architecture of the model (minimax_m27 is transformers' minimax_m2, glm52 "
-        "glm_moe_dsa); transformers' class of that type trains, and the model must be of that type.",
+        "MindSpeed-LLM model id: the model's architecture (minimax_m27 = minimax_m2, glm52 = glm_moe_dsa); the model "
+        "must be of it.",
         choices=("gpt_oss", "qwen3", "qwen3_moe", "qwen3_next", "minimax_m27", "glm52", "deepseek_v4"),
         sources="003",
     )
@@ -69,8 +69,8 @@ class ModelArguments:
     )
     attn_impl: str | None = arg(
         None,
-        "Attention implementation; unset means sdpa. flash_attn is ms-swift's name for flash_attention_2. Also a "
-        "transformers hub kernel (kernels-community/<repo>) from a local copy, with the kernels package.",
+        "Attention implementation (unset: sdpa; flash_attn = flash_attention_2), or a hub kernel "
+        "kernels-community/<repo> from a local copy.",
         aliases=("attn_implementation",),
         sources="004",
     )
