@@ -98,6 +98,9 @@ def test_swift_home_defaults(monkeypatch):
     assert train.gradient_checkpointing and cfg.dialect.defaults["learning_rate"]["system"] == "ms-swift"
     explicit = load_config(None, [*BASE, "--tuner_type", "lora", "--per_device_train_batch_size", "4"])
     assert explicit.train.gradient_accumulation_steps == 2 and explicit.train.learning_rate == 1e-4
+    assert train.eval_strategy == "no"  # no eval set: ms-swift does not evaluate
+    split = load_config(None, [*BASE, "--split_dataset_ratio", "0.1", "--save_steps", "7"]).train
+    assert (split.eval_strategy, split.eval_steps) == ("steps", 7)  # at save_strategy, every save_steps
 
 
 def test_command_line_as_the_peers_write_it():

@@ -519,7 +519,20 @@ def _learning_rate(get: Any) -> float:
     return 1e-5 if get("finetuning_type") == "full" else 1e-4
 
 
+def _eval_strategy(get: Any) -> str:
+    return str(get("save_strategy")) if get("val_size") or get("eval_dataset") else "no"
+
+
+def _eval_steps(get: Any) -> int | None:
+    return get("save_steps") if _eval_strategy(get) == "steps" else get("eval_steps")
+
+
 DEFAULTS = {
+    "eval_strategy": HomeDefault(
+        fn=_eval_strategy,
+        why="ms-swift evaluates at save_strategy when there is an eval set (split or given)",
+    ),
+    "eval_steps": HomeDefault(fn=_eval_steps, why="ms-swift evaluates every save_steps when it evaluates"),
     "finetuning_type": HomeDefault("lora", why="ms-swift's tuner_type defaults to lora"),
     "per_device_train_batch_size": HomeDefault(1, why="ms-swift's per_device_train_batch_size defaults to 1"),
     "per_device_eval_batch_size": HomeDefault(1, why="ms-swift's per_device_eval_batch_size defaults to 1"),
