@@ -101,6 +101,10 @@ def test_swift_home_defaults(monkeypatch):
     assert train.eval_strategy == "no"  # no eval set: ms-swift does not evaluate
     split = load_config(None, [*BASE, "--split_dataset_ratio", "0.1", "--save_steps", "7"]).train
     assert (split.eval_strategy, split.eval_steps) == ("steps", 7)  # at save_strategy, every save_steps
+    assert (
+        not train.bf16
+        and load_config(None, [*BASE, "--tuner_type", "lora", "--torch_dtype", "bfloat16"]).train.bf16
+    )
 
 
 def test_command_line_as_the_peers_write_it():

@@ -527,7 +527,12 @@ def _eval_steps(get: Any) -> int | None:
     return get("save_steps") if _eval_strategy(get) == "steps" else get("eval_steps")
 
 
+def _bf16(get: Any) -> bool:
+    return str(get("torch_dtype")).removeprefix("torch.") in ("bfloat16", "bf16")
+
+
 DEFAULTS = {
+    "bf16": HomeDefault(fn=_bf16, why="ms-swift trains in bf16 mixed precision when torch_dtype is bfloat16"),
     "eval_strategy": HomeDefault(
         fn=_eval_strategy,
         why="ms-swift evaluates at save_strategy when there is an eval set (split or given)",
