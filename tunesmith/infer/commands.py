@@ -31,12 +31,22 @@ def run_export(config: str | None, overrides: list[str], options: dict[str, Any]
     target, overrides = split_target(config, overrides)
     checkpoint = options.get("--checkpoint") or options.get("--dcp")
     if target is not None and _is_sharded_checkpoint(Path(target)):
-        target, checkpoint = str(Path(target).parent), target  # the run's own folder knows the base model
+        target, checkpoint = _checkpoint_base(Path(target)), target
     if options.get("--output"):
         overrides = [*overrides, f"export_dir={options['--output']}"]
     path = export_model(inference_config(target, overrides), checkpoint=checkpoint)
     print(f"wrote {path}")
     return 0
+
+
+def _checkpoint_base(checkpoint: Path) -> str:
+    """The model a checkpoint's weights go into: its run's exported model, else the model the run started from."""
+    from tunesmith.infer.loading import run_base_model
+
+    run = checkpoint.parent
+    if (run / "config.json").is_file():
+        return str(run)
+    return run_base_model(run) or str(run)
 
 
 def _is_sharded_checkpoint(folder: Path) -> bool:

@@ -63,8 +63,6 @@ def _model_settings(target: str) -> list[str]:
         ]
     if (folder / "config.json").is_file():
         return [f"model_name_or_path={folder}"]
-    if _run_settings(folder).get("model_name_or_path"):  # an unfinished run: its checkpoints hold the weights
-        return [f"model_name_or_path={_run_settings(folder)['model_name_or_path']}"]
     raise ConfigError(
         f"{target}: holds neither a model (config.json) nor an adapter ({ADAPTER_CONFIG}); give the output_dir of a "
         "finished run, a Hugging Face model folder, or a config file"
@@ -88,6 +86,11 @@ def _take_run_settings(cfg: TunesmithConfig, folder: Path) -> None:
     for name in RUN_KEYS:
         if name in flat and flat[name] is not None and not cfg.is_set(name):
             setattr(cfg.data if hasattr(cfg.data, name) else cfg.model, name, flat[name])
+
+
+def run_base_model(folder: Path) -> str | None:
+    """The model the run that wrote `folder` started from (its tunesmith_config.yaml), if it says."""
+    return _run_settings(folder).get("model_name_or_path")
 
 
 def _run_settings(folder: Path) -> dict[str, Any]:
