@@ -113,7 +113,7 @@ def main(workdir: str, variant: str) -> None:
         resumed = engine_for("ds_z3.json")
         resumed.load_checkpoint(ckpt, tag="step2")
         result["zero3_resume"] = max_diff(ref[2:], run(resumed, steps=1, start=2))
-        if dist.get_rank() == 0:  # the partitions of both ranks, gathered in this one process (tunesmith export)
+        if dist.get_rank() == 0:  # both ranks' partitions, gathered in this one process (tunesmith export)
             exported = tiny_model().eval()
             load_zero_model(ckpt, exported)
             with torch.no_grad():
