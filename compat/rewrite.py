@@ -40,6 +40,7 @@ WORKER_KEYS = (
 )  # capped at MAX_PROCS
 SWIFT_DATA = ("dataset", "val_dataset")
 MAX_PROCS = 2
+MAX_SAMPLE = 1000  # rows a `#N` dataset sample may ask for
 
 
 class RunFolder:
@@ -318,8 +319,12 @@ def _rewrite_flags(run: RunFolder) -> None:
 
 
 def _swift_dataset(run: RunFolder, value: str) -> str:
-    """`name#500` -> `<local file>#500` (the sample suffix stays: it is part of what is tested)."""
+    """`name#500` -> `<local file>#500`: the sample suffix stays (it is part of what is tested), capped at
+    MAX_SAMPLE rows (the local file has a few dozen; `#100000` made a 2-step run tokenize 100,000 copies)."""
     name, hash_, count = value.partition("#")
+    if hash_ and count.isdigit() and int(count) > MAX_SAMPLE:
+        run.inv.notes.append(f"{value}: #{count} -> #{MAX_SAMPLE} (sample of the small local file)")
+        count = str(MAX_SAMPLE)
     return run.data_file(run.kind(name), "swift") + (f"#{count}" if hash_ else "")
 
 
