@@ -114,3 +114,14 @@ def write_json(path: str | Path, obj: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, ensure_ascii=False, indent=2))
     return path
+
+
+# The TrainingArguments every transformers/TRL reference run shares: one log row per step, the data in order, no
+# saving or reporting, fp32 on the CPU.
+REFERENCE_ARGS = {
+    "logging_steps": 1,
+    "train_sampling_strategy": "sequential",
+    "report_to": "none",
+    "save_strategy": "no",
+    "use_cpu": True,
+}

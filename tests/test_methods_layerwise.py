@@ -13,7 +13,7 @@ import copy
 
 import pytest
 import torch
-from helpers import tiny_model, tiny_tokenizer
+from helpers import REFERENCE_ARGS, tiny_model, tiny_tokenizer
 from methods_helpers import micro_batches, setup, trainer_for
 from transformers import Trainer as HFTrainer
 from transformers import TrainingArguments as HFArgs
@@ -46,11 +46,7 @@ def _hf_losses(model, batches, tmp_path) -> list[float]:
         optim="galore_adamw_layerwise",
         optim_target_modules=TARGETS,
         optim_args="rank=4,update_proj_gap=2",
-        logging_steps=1,
-        train_sampling_strategy="sequential",
-        report_to="none",
-        save_strategy="no",
-        use_cpu=True,
+        **REFERENCE_ARGS,
         disable_tqdm=True,
         seed=0,
     )

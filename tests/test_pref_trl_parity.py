@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 
 import pytest
-from helpers import tiny_model, tiny_tokenizer, write_jsonl
+from helpers import REFERENCE_ARGS, tiny_model, tiny_tokenizer, write_jsonl
 
 from tunesmith.config import load_config
 from tunesmith.data.batching.builder import batch_settings
@@ -40,11 +40,7 @@ def trl_args(tmp_path) -> dict:
         max_grad_norm=1.0,
         lr_scheduler_type="linear",
         optim="adamw_torch",
-        logging_steps=1,
-        train_sampling_strategy="sequential",
-        report_to="none",
-        save_strategy="no",
-        use_cpu=True,
+        **REFERENCE_ARGS,
         bf16=False,
     )
 

@@ -11,7 +11,7 @@ import json
 
 import pytest
 import torch
-from helpers import tiny_model, tiny_tokenizer
+from helpers import REFERENCE_ARGS, tiny_model, tiny_tokenizer
 from transformers import Trainer as HFTrainer
 from transformers import TrainingArguments as HFArgs
 
@@ -83,11 +83,7 @@ def run_hf(model, rows, tmp_path, ga: int, schedule: str, kwargs: dict, **extra)
         lr_scheduler_type=schedule,
         lr_scheduler_kwargs=kwargs,
         warmup_steps=2,
-        logging_steps=1,
-        train_sampling_strategy="sequential",
-        report_to="none",
-        save_strategy="no",
-        use_cpu=True,
+        **REFERENCE_ARGS,
         disable_tqdm=True,
         seed=0,
         **extra,
