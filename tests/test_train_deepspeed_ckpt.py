@@ -78,3 +78,15 @@ def test_a_checkpoint_file_holding_other_objects_is_refused_before_deepspeed_rea
         ConfigError, match=r"mp_rank_00_model_states.pt: not a plain DeepSpeed checkpoint file"
     ):
         load_sharded_checkpoint(tmp_path, nn.Linear(2, 2))
+
+
+def test_an_adapter_runs_checkpoint_points_to_the_adapter(tmp_path: Path, monkeypatch) -> None:
+    import deepspeed.utils.zero_to_fp32 as zero_to_fp32
+
+    (tmp_path / "state").mkdir()
+    (tmp_path / "latest").write_text("state")
+    torch.save({"module": {}}, tmp_path / "state" / "mp_rank_00_model_states.pt")
+    peft_state = {"base_model.model.weight": torch.zeros(2, 2), "base_model.model.bias": torch.zeros(2)}
+    monkeypatch.setattr(zero_to_fp32, "get_fp32_state_dict_from_zero_checkpoint", lambda *a, **k: peft_state)
+    with pytest.raises(ConfigError, match="of an adapter .peft. run; export the adapter the run saved"):
+        load_sharded_checkpoint(tmp_path, nn.Linear(2, 2))

@@ -279,6 +279,11 @@ def load_zero_model(folder: str | os.PathLike, model: nn.Module) -> None:
     missing, unexpected = model.load_state_dict(state, strict=False)
     tied = set(getattr(model, "_tied_weights_keys", None) or ())
     untied = [k for k in missing if k not in tied]
+    if any(key.startswith("base_model.model.") for key in unexpected):
+        raise ConfigError(
+            f"{folder}: this DeepSpeed checkpoint is of an adapter (peft) run; export the adapter the run saved "
+            "(its output_dir or adapter_name_or_path=...) to merge it into the base"
+        )
     if untied or unexpected:
         raise ConfigError(
             f"{folder}: the DeepSpeed checkpoint does not fit this model (missing {untied[:3]}, unexpected "
