@@ -103,6 +103,19 @@ def test_do_train_false_evaluates_the_loaded_model(trained, tmp_path):
     assert not (out / "config.json").exists()  # nothing trained, nothing saved
 
 
+def test_do_train_false_needs_no_training_set(trained, tmp_path):
+    def eval_loss(name: str, *data: str) -> float:
+        base = [f"model_name_or_path={trained}", *[a for a in COMMON if not a.startswith("dataset=")]]
+        cfg = load_config(
+            None, [*base, *data, "do_train=false", "do_eval=true", f"output_dir={tmp_path / name}"]
+        )
+        run_recipe(cfg)
+        return json.loads((tmp_path / name / "eval_results.json").read_text())["eval_loss"]
+
+    alone = eval_loss("alone", "eval_dataset=demo")  # no `dataset`: evaluation needs none
+    assert alone == eval_loss("with_train", "dataset=demo", "eval_dataset=demo")
+
+
 def test_full_bf16_eval_casts_the_weights_and_restores_them(trained):
     model = AutoModelForCausalLM.from_pretrained(trained).eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}

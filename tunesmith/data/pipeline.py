@@ -115,7 +115,9 @@ class _Job:
             "train": resolve_datasets(data.dataset, data.dataset_dir, "dataset"),
             "eval": resolve_datasets(data.eval_dataset, data.dataset_dir, "eval_dataset"),
         }
-        if not self.specs["train"]:
+        # do_train false (evaluate / predict only) needs no training set: eval_dataset alone is enough
+        self.eval_only = _explicitly_off(cfg, "do_train") and not train.do_train
+        if not self.specs["train"] and not (self.eval_only and self.specs["eval"]):
             raise ConfigError(
                 "dataset: no training dataset given (a dataset_info.json name, a file path or a hub id)"
             )
@@ -150,16 +152,23 @@ class _Job:
     def process(self) -> datasets.DatasetDict | dict[str, AnyDataset]:
         """Every split, tokenized: keys train, eval / eval_<i> (one per eval dataset), test."""
         data = self.data
-        train = merge(
-            [self._conversations(s) for s in self.specs["train"]],
-            data.mix_strategy,
-            data.interleave_probs,
-            self.seed,
-        )
-        if data.streaming and self.shuffle:
-            train = train.shuffle(seed=self.seed, buffer_size=data.buffer_size)
-        train, valid, test = split_dataset(train, data.val_size, data.split, self.seed, self.shuffle)
-        raw = {"train": train, "eval": valid, "test": test}
+        raw: dict[str, AnyDataset | None] = {"train": None}
+        if self.specs["train"]:
+            train = merge(
+                [self._conversations(s) for s in self.specs["train"]],
+                data.mix_strategy,
+                data.interleave_probs,
+                self.seed,
+            )
+            if data.streaming and self.shuffle:
+                train = train.shuffle(seed=self.seed, buffer_size=data.buffer_size)
+            raw = dict(
+                zip(
+                    ("train", "eval", "test"),
+                    split_dataset(train, data.val_size, data.split, self.seed, self.shuffle),
+                    strict=True,
+                )
+            )
         if self.specs["eval"]:
             parts = [self._conversations(s) for s in self.specs["eval"]]
             if data.eval_on_each_dataset:
@@ -168,6 +177,9 @@ class _Job:
             else:
                 raw["eval"] = merge(parts, data.mix_strategy, data.interleave_probs, self.seed)
         out = {name: self._tokenize(name, ds) for name, ds in raw.items() if ds is not None}
+        if "train" not in out:  # evaluation only: an empty training split with the eval set's columns
+            first = next(iter(out.values()))
+            out["train"] = first.take(0) if data.streaming else first.select([])
         return out if data.streaming else datasets.DatasetDict(out)
 
     def _conversations(self, spec: DatasetSpec) -> AnyDataset:
