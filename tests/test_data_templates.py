@@ -346,3 +346,52 @@ def test_qwen3_mask_history_strips_history_thoughts_and_trains_last_answer(token
         (EMPTY_THOUGHT, True),
         ("A2<|im_end|>\n", True),
     )
+
+
+def test_llama2_puts_the_system_inside_the_first_inst_and_bos_before_each():
+    tokenizer = tiny_tokenizer()
+    tokenizer.add_special_tokens({"bos_token": "<s>"})
+    messages = [
+        {"role": m["from"].replace("human", "user").replace("gpt", "assistant"), "content": m["value"]}
+        for m in MULTI_TURN[0]["conversations"][1:]
+    ]
+    ids, labels = pieces_ids(tokenizer, data_args(template="llama2"), messages, system="Be brief.")
+    bos, eos = [tokenizer.bos_token_id], [tokenizer.eos_token_id]
+    assert (ids, labels) == expect(
+        tokenizer,
+        (bos, False),
+        ("[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nCapital of France? [/INST]", False),
+        ("Paris.", True),
+        (eos, True),
+        (bos, False),  # later turns: no system
+        ("[INST] And of Spain? [/INST]", False),
+        ("Madrid.", True),
+        (eos, True),
+    )
+    no_system, _ = pieces_ids(tokenizer, data_args(template="llama2"), messages[:2])
+    assert (
+        no_system
+        == bos + enc(tokenizer, "[INST] Capital of France? [/INST]") + enc(tokenizer, "Paris.") + eos
+    )
+
+
+def test_qwen3_5_lists_tools_as_json_and_writes_calls_as_xml_parameters(tokenizer):
+    messages = [
+        {"role": "user", "content": "1+2?"},
+        {"role": "function", "content": json.dumps({"name": "add", "arguments": {"a": 1, "b": "two"}})},
+        {"role": "observation", "content": "3"},
+        {"role": "assistant", "content": "3"},
+    ]
+    ids, labels = pieces_ids(
+        tokenizer, data_args(template="qwen3_5_nothink"), messages, tools=json.dumps(TOOLS)
+    )
+    system_text = tokenizer.decode(ids[: ids.index(tokenizer.convert_tokens_to_ids("<|im_end|>"))])
+    assert system_text.startswith(
+        "<|im_start|>system\n\n\n# Tools\n\nYou have access to the following functions:"
+    )
+    assert f"<tools>\n{json.dumps(TOOLS[0])}\n</tools>" in system_text
+    call = "<tool_call>\n<function=add>\n<parameter=a>\n1\n</parameter>\n<parameter=b>\ntwo\n</parameter>\n</function>\n</tool_call>"
+    answers = tokenizer.decode([t for t in labels if t != IGNORE_INDEX])
+    assert answers == f"{call}<|im_end|>\n3<|im_end|>\n"
+    thinking, _ = pieces_ids(tokenizer, data_args(template="qwen3_5"), messages[:2])
+    assert EMPTY_THOUGHT in tokenizer.decode(thinking)  # the reasoning variant, as qwen3

@@ -125,13 +125,17 @@ class SlotRenderer:
     def _message(self, index: int, message: dict[str, str], system: str, tools: str) -> list[Piece]:
         t = self.template
         pieces: list[Piece] = []
+        role, content = message["role"], message["content"]
         if index == 0:
             pieces += self._fill(t.prefix, "")
             system = system or self.default_system
             if system or tools:
                 tool_text = self.tools_text(json.loads(tools)) if tools else ""
-                pieces += self._fill(t.system_slots, system + tool_text)
-        role, content = message["role"], message["content"]
+                system_pieces = self._fill(t.system_slots, system + tool_text)
+                if not t.system_in_user:
+                    pieces += system_pieces
+                elif role == USER:  # llama2: `[INST] <<SYS>>...<</SYS>> question [/INST]`
+                    content = "".join(p for p in system_pieces if isinstance(p, str)) + content
         if role == USER:
             return pieces + self._fill(t.user, content)
         if role == ASSISTANT:

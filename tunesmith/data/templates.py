@@ -45,6 +45,7 @@ class SlotTemplate:
     replace_eos: bool = False  # the template's end-of-turn token (stop_words[0]) acts as EOS
     tool_format: str = "default"
     reasoning: bool = False  # add/strip <think> blocks by enable_thinking (qwen3 family)
+    system_in_user: bool = False  # the system text opens the first user turn instead of its own slot (llama2)
 
     @property
     def system_slots(self) -> Slots:
@@ -112,6 +113,14 @@ BUILTIN_TEMPLATES: dict[str, SlotTemplate] = {
         ),
         SlotTemplate("qwen3", reasoning=True, **_QWEN),
         SlotTemplate("qwen3_nothink", **_QWEN),
+        SlotTemplate("qwen3_5", reasoning=True, **{**_QWEN, "tool_format": "qwen3_5"}),
+        SlotTemplate("qwen3_5_nothink", **{**_QWEN, "tool_format": "qwen3_5"}),
+        SlotTemplate(
+            "llama2",
+            user=(BOS, "[INST] {{content}} [/INST]"),
+            system=("<<SYS>>\n{{content}}\n<</SYS>>\n\n",),
+            system_in_user=True,
+        ),
         SlotTemplate(
             "llama3",
             user=(
@@ -189,6 +198,22 @@ _LLAMA3_TOOL_PROMPT = (
 )
 
 
+_QWEN35_TOOL_PROMPT = (
+    "\n\n# Tools\n\nYou have access to the following functions:\n\n<tools>{tool_text}"
+    "\n</tools>\n\nIf you choose to call a function ONLY reply in the following format with NO suffix:\n\n"
+    "<tool_call>\n<function=example_function_name>\n<parameter=example_parameter_1>\nvalue_1\n</parameter>\n"
+    "<parameter=example_parameter_2>\nThis is the value for the second parameter\nthat can span\nmultiple lines\n"
+    "</parameter>\n</function>\n</tool_call>\n\n<IMPORTANT>\nReminder:\n"
+    "- Function calls MUST follow the specified format: "
+    "an inner <function=...></function> block must be nested within <tool_call></tool_call> XML tags\n"
+    "- Required parameters MUST be specified\n"
+    "- You may provide optional reasoning for your function call in natural language "
+    "BEFORE the function call, but NOT after\n"
+    "- If there is no function call available, answer the question like normal with your current knowledge "
+    "and do not tell the user about function calls\n</IMPORTANT>"
+)
+
+
 def _as_function(tool: dict[str, Any]) -> dict[str, Any]:
     return tool.get("function", {}) if tool.get("type") == "function" else tool
 
@@ -226,6 +251,11 @@ def _llama3_tools(tools: list[dict[str, Any]]) -> str:
     return _LLAMA3_TOOL_PROMPT.format(date=datetime.now().strftime("%d %b %Y"), tool_text=text)
 
 
+def _qwen35_tools(tools: list[dict[str, Any]]) -> str:
+    text = "".join("\n" + json.dumps(_as_function(t), ensure_ascii=False) for t in tools)
+    return _QWEN35_TOOL_PROMPT.format(tool_text=text)
+
+
 def _default_calls(calls: list[tuple[str, str]]) -> str:
     return "\n".join(f"Action: {name}\nAction Input: {args}" for name, args in calls)
 
@@ -233,6 +263,19 @@ def _default_calls(calls: list[tuple[str, str]]) -> str:
 def _qwen_calls(calls: list[tuple[str, str]]) -> str:
     texts = [json.dumps({"name": n, "arguments": json.loads(a)}, ensure_ascii=False) for n, a in calls]
     return "\n".join(f"<tool_call>\n{t}\n</tool_call>" for t in texts)
+
+
+def _qwen35_calls(calls: list[tuple[str, str]]) -> str:
+    """Qwen 3.5's XML calls: one <parameter=name> block per argument, non-strings as JSON."""
+    texts = []
+    for name, args in calls:
+        params = "".join(
+            f"\n<parameter={key}>\n{value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)}"
+            "\n</parameter>"
+            for key, value in json.loads(args).items()
+        )
+        texts.append(f"<tool_call>\n<function={name}>{params}\n</function>\n</tool_call>")
+    return "\n".join(texts)
 
 
 def _llama3_calls(calls: list[tuple[str, str]]) -> str:
@@ -244,4 +287,5 @@ TOOL_FORMATS = {
     "default": (_default_tools, _default_calls),
     "qwen": (_qwen_tools, _qwen_calls),
     "llama3": (_llama3_tools, _llama3_calls),
+    "qwen3_5": (_qwen35_tools, _qwen35_calls),
 }
