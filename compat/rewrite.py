@@ -38,6 +38,16 @@ WORKER_KEYS = (
     "dataset_num_proc",
     "dataloader_num_workers",
 )  # capped at MAX_PROCS
+PARALLEL_KEYS = (  # parallel degrees above the processes here are capped at MAX_PROCS too
+    "sequence_parallel_size",
+    "cp_size",
+    "tp_size",
+    "ep_size",
+    "ulysses_size",
+    "context_parallel_size",
+    "tensor_parallel_size",
+    "expert_parallel_size",
+)
 SWIFT_DATA = ("dataset", "val_dataset")
 MAX_PROCS = 2
 MAX_SAMPLE = 1000  # rows a `#N` dataset sample may ask for
@@ -170,7 +180,7 @@ def _rewrite_config(run: RunFolder, config: dict[str, Any], source: str) -> None
     (_find(config, "max_steps") or training)["max_steps"] = MAX_STEPS
     if _find(config, "output_dir") is None and inv.command in ("train", "sft", "pt"):
         training["output_dir"] = run.output_dir
-    for key in WORKER_KEYS:
+    for key in (*WORKER_KEYS, *PARALLEL_KEYS):
         for section in _sections(config):
             if isinstance(section.get(key), int) and section[key] > MAX_PROCS:
                 inv.notes.append(f"{key}: {section[key]} -> {MAX_PROCS} (2 CPU cores)")
@@ -296,7 +306,8 @@ def _rewrite_flags(run: RunFolder) -> None:
     for key in (*CUTOFF_KEYS, *(f"data.{k}" for k in CUTOFF_KEYS)):
         if flags.get(key):
             flags.set(key, str(CUTOFF))
-    for key in (*WORKER_KEYS, *(f"data.{k}" for k in WORKER_KEYS), *(f"training.{k}" for k in WORKER_KEYS)):
+    sections = ("", "data.", "training.", "parallel.")
+    for key in [f"{section}{k}" for section in sections for k in (*WORKER_KEYS, *PARALLEL_KEYS)]:
         value = flags.value(key)
         if value and value.isdigit() and int(value) > MAX_PROCS:
             inv.notes.append(f"--{key} {value} -> {MAX_PROCS} (2 CPU cores)")
