@@ -60,6 +60,9 @@ def test_lf_v1_plugin_dicts():
     )
     assert cfg.train.optim_config.params.momentum == 0.9 and cfg.train.optim_config.params.adamw_eps == 1e-6
     assert load("lf_v1", "--optim_config", '{"name": "muon"}').train.weight_decay == 0.1  # v1's default wd
+    assert cfg.train.optim_config.params.decay_all is True  # v1 decays every parameter
+    v0 = load("lf", "--use_muon", "true", "--adam_beta2", "0.98").train.optim_config.params
+    assert (v0.adamw_beta1, v0.adamw_beta2, v0.adamw_eps, v0.decay_all) == (0.9, 0.98, 1e-8, True)
     with pytest.raises(ConfigError, match="optim_config.*unknown key 'beta'"):
         load("lf_v1", "--optim_config", '{"name": "muon", "beta": 1}')
     cfg = load("lf_v1", "--kernel_config", '{"name": "auto, liger_kernel"}', validate=False)

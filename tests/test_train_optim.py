@@ -190,3 +190,17 @@ def test_muon_plugin_orthogonalises_and_trains():
     assert not kinds["model.norm.weight"] and not kinds["lm_head.weight"]
     first, last = loss_after_steps(args(optim_config=spec, learning_rate=0.02))
     assert last < first * 0.95
+
+
+@pytest.mark.parametrize("decay_all", [False, True])
+def test_muon_decay_all_decays_norms_and_biases_as_lf_and_moonlight(decay_all):
+    spec = OPTIM.parse({"name": "muon", "decay_all": decay_all}, "optim_config")
+    model = tiny_model("llama")
+    opt = build_optimizer(model, args(optim_config=spec, learning_rate=0.5, weight_decay=0.1))
+    norm = model.model.norm.weight
+    before = norm.detach().clone()
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()  # zero gradients: only the decay moves a weight
+    factor = 1 - 0.5 * 0.1 if decay_all else 1.0
+    torch.testing.assert_close(norm.detach(), before * factor)

@@ -47,6 +47,9 @@ class MuonParams:
     adamw_beta1: float = 0.9
     adamw_beta2: float = 0.95
     adamw_eps: float = 1e-8
+    # weight_decay on every parameter, biases and norms too (LLaMA-Factory's and Moonlight's Muon, which ms-swift
+    # runs); false: the usual decayed / not-decayed groups
+    decay_all: bool = False
 
 
 def newton_schulz(grad: torch.Tensor, steps: int) -> torch.Tensor:
@@ -125,4 +128,8 @@ def split_for_muon(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
 @OPTIM.register("muon", params=MuonParams)
 def build_muon(param_groups: list[dict[str, Any]], lr: float, params: MuonParams) -> Muon:
     """Muon (orthogonalised momentum) on hidden weight matrices, AdamW on embeddings, head, norms and biases."""
+    if params.decay_all:
+        decay = max(g["weight_decay"] for g in param_groups)
+        merged = {key: [x for g in param_groups for x in g[key]] for key in ("params", "names")}
+        param_groups = [{**param_groups[0], **merged, "weight_decay": decay}]
     return Muon(split_for_muon(param_groups), lr, params)

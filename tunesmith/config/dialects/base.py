@@ -115,3 +115,21 @@ class Dialect:
     defaults: Mapping[str, HomeDefault] = dataclasses.field(default_factory=dict)
     # tunesmith names (canonical or alias) that mean something else in this system: its entry wins over ours.
     overrides: frozenset[str] = frozenset()
+
+
+def _number(context: Mapping[str, Any], key: str, default: float) -> float:
+    value = context.get(key)
+    return default if value is None else float(value)
+
+
+def adam_muon(context: Mapping[str, Any]) -> dict[str, Any]:
+    """Muon as LLaMA-Factory v0 and ms-swift (Moonlight's) build it: the AdamW part takes adam_beta1/2 and
+    adam_epsilon (transformers' defaults), weight_decay applies to every parameter."""
+    muon = {
+        "name": "muon",
+        "adamw_beta1": _number(context, "adam_beta1", 0.9),
+        "adamw_beta2": _number(context, "adam_beta2", 0.999),
+        "adamw_eps": _number(context, "adam_epsilon", 1e-8),
+        "decay_all": True,
+    }
+    return {"optim_config": muon}

@@ -13,6 +13,7 @@ from tunesmith.config.dialects.base import (
     Dialect,
     Entry,
     HomeDefault,
+    adam_muon,
     alias,
     convert,
     convert_in_context,
@@ -108,8 +109,8 @@ def _profiler(value: Any) -> dict[str, Any]:
     return {"profile": True} if truthy(value) else {}
 
 
-def _muon(value: Any) -> dict[str, Any]:
-    return {"optim_config": {"name": "muon"}} if truthy(value) else {}
+def _muon(value: Any, context: Mapping[str, Any]) -> dict[str, Any]:
+    return adam_muon(context) if truthy(value) else {}
 
 
 def _profile_start(name: str):
@@ -302,7 +303,9 @@ NAMES: dict[str, Entry] = {
     "profiler_profile_memory": alias("profile_with_memory"),
     "profiler_with_stack": alias("profile_with_stack"),
     "early_stopping_steps": convert(_early_stopping, "early_stopping_patience"),
-    "use_muon": convert(_muon, "optim_config: {name: muon}"),
+    "use_muon": convert_in_context(
+        _muon, "optim_config: {name: muon, decay_all: true} with adam_beta1/2 and adam_epsilon"
+    ),
     "include_effective_tokens_per_second": alias("include_tokens_per_second"),
     "profiler_wait_steps": convert(_profile_start("profiler_wait_steps"), "profile_step_start"),
     "profiler_warmup_steps": convert(_profile_start("profiler_warmup_steps"), "profile_step_start"),

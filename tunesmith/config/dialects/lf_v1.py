@@ -128,7 +128,11 @@ def optim_config(value: Any) -> dict[str, Any]:
     if unknown:
         allowed = ", ".join(sorted({*MUON_KEYS, "wd", "adamw_betas", "lr"}))
         raise ConfigError(f"optim_config (muon): unknown key {unknown[0]!r}; allowed: {allowed}")
-    muon: dict[str, Any] = {"name": "muon", **{k: params[k] for k in MUON_KEYS if k in params}}
+    muon: dict[str, Any] = {
+        "name": "muon",
+        "decay_all": True,
+        **{k: params[k] for k in MUON_KEYS if k in params},
+    }
     if "adamw_betas" in params:
         betas = params["adamw_betas"]
         if not isinstance(betas, (list, tuple)) or len(betas) != 2:

@@ -6,15 +6,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from tunesmith.config.dialects.base import adam_muon
 from tunesmith.utils.errors import ConfigError
 
 _DTYPES = {"bfloat16": "bf16", "bf16": "bf16", "float16": "fp16", "fp16": "fp16", "half": "fp16"}
 _DTYPES |= {"float32": "fp32", "fp32": "fp32", "float": "fp32"}
-
-
-def _number(context: Mapping[str, Any], key: str, default: float) -> float:
-    value = context.get(key)
-    return default if value is None else float(value)
 
 
 def optimizer(value: Any, context: Mapping[str, Any]) -> dict[str, Any]:
@@ -25,13 +21,7 @@ def optimizer(value: Any, context: Mapping[str, Any]) -> dict[str, Any]:
     if key in ("default", "none", ""):
         return {}
     if key == "muon":
-        muon = {
-            "name": "muon",
-            "adamw_beta1": _number(context, "adam_beta1", 0.9),
-            "adamw_beta2": _number(context, "adam_beta2", 0.999),
-            "adamw_eps": _number(context, "adam_epsilon", 1e-8),
-        }
-        return {"optim_config": muon}
+        return adam_muon(context)
     if key == "galore":
         return {"use_galore": True}
     if key == "lorap":
