@@ -1,6 +1,7 @@
 """torchrun as tunesmith's launcher runs it: the arguments of `python -m torch.distributed.run`, but a failed rank
 ends the launch with that rank's exit code and no launcher traceback. A rank that stops on a config or data error
-(printed once, by rank 0) leaves a marker, so the ranks that then lose their peer stop quietly too."""
+(printed once, by rank 0) leaves a marker, so the ranks that then lose their peer stop quietly too: a file for the
+ranks of its node, a key in the launch's agent store (hosted by the first node's torchrun) for the other nodes."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import sys
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +33,35 @@ def _clear(run_id: str | None, port: Any) -> None:
         path.unlink(missing_ok=True)
 
 
+def _agent_store() -> Any:
+    """A client of the store torchrun's agents share (on MASTER_ADDR:MASTER_PORT), or None without one."""
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    from torch.distributed import TCPStore
+
+    try:
+        return TCPStore(
+            os.environ["MASTER_ADDR"],
+            int(os.environ["MASTER_PORT"]),
+            is_master=False,
+            timeout=timedelta(seconds=2),
+        )
+    except (KeyError, ValueError, RuntimeError):  # no address, or the first node's agent is gone
+        return None
+
+
+def _store_key() -> str:
+    return f"tunesmith-error-{os.environ.get('TORCHELASTIC_RUN_ID', '')}"
+
+
 def report_failure() -> None:
     """Record that this launch stopped on a one-line error (rank 0 printed it)."""
     marker = _marker()
     if marker is not None:
         marker.touch()
+    store = _agent_store()
+    if store is not None:
+        store.set(_store_key(), "1")
 
 
 def peer_failed(wait: float = 5.0) -> bool:
@@ -44,12 +70,20 @@ def peer_failed(wait: float = 5.0) -> bool:
     marker = _marker()
     if marker is None:
         return False
+    store = _agent_store()
     deadline = time.monotonic() + wait
-    while not marker.exists():
+    while not (marker.exists() or (store is not None and _has_key(store))):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.1)
     return True
+
+
+def _has_key(store: Any) -> bool:
+    try:
+        return bool(store.check([_store_key()]))
+    except RuntimeError:  # the first node's agent ended: only the file marker can still tell
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:
