@@ -16,28 +16,25 @@ from typing import Any, Protocol
 from transformers import PreTrainedTokenizerBase
 
 from tunesmith.data.formats import ASSISTANT, FUNCTION, OBSERVATION, USER
-from tunesmith.data.templates import (
-    THOUGHT_WORDS,
-    TOOL_CALL_WORDS,
-    TOOL_FORMATS,
-    SlotTemplate,
-    Token,
-    get_template,
-    with_tool_format,
-)
+from tunesmith.data.template_slots import THOUGHT_WORDS, SlotTemplate, Token
+from tunesmith.data.templates import get_template, with_tool_format
+from tunesmith.data.tool_formats import TOOL_FORMATS
 from tunesmith.utils.errors import ConfigError, DataError
 
 logger = logging.getLogger("tunesmith")
 Piece = str | int
 Turn = tuple[list[Piece], list[Piece]]
-_THOUGHT = re.compile(f"{re.escape(THOUGHT_WORDS[0])}(.*?){re.escape(THOUGHT_WORDS[1])}", re.DOTALL)
-_TOOL_CALL = re.compile(f"{re.escape(TOOL_CALL_WORDS[0])}(.*?){re.escape(TOOL_CALL_WORDS[1])}", re.DOTALL)
+
+
+def _between(words: tuple[str, str]) -> re.Pattern[str]:
+    return re.compile(f"{re.escape(words[0])}(.*?){re.escape(words[1])}", re.DOTALL)
 
 
 class Renderer(Protocol):
     """Turns a conversation into per-turn (prompt pieces, answer pieces)."""
 
     fingerprint: str
+    closing_eos: int | None  # the EOS that ends the whole sequence (efficient_eos templates), else None
 
     def turns(self, messages: list[dict[str, str]], system: str, tools: str) -> list[Turn]: ...
 
@@ -46,6 +43,11 @@ def build_renderer(data: Any, tokenizer: PreTrainedTokenizerBase) -> Renderer:
     """`data.template` names a built-in; unset, the tokenizer's own chat template is used (or `empty`)."""
     if data.template:
         template = with_tool_format(get_template(data.template), data.tool_format)
+        if template.efficient_eos and data.train_on_prompt:
+            raise ConfigError(
+                f"train_on_prompt: template {template.name!r} ends the sequence with one EOS instead of one per "
+                "answer (LLaMA-Factory's efficient_eos), which cannot train on prompts; unset train_on_prompt"
+            )
         return SlotRenderer(template, tokenizer, data.default_system, data.enable_thinking, data.mask_history)
     if isinstance(getattr(tokenizer, "chat_template", None), str):
         if data.tool_format is not None:
@@ -59,24 +61,27 @@ def build_renderer(data: Any, tokenizer: PreTrainedTokenizerBase) -> Renderer:
     )
 
 
-def strip_thought(content: str) -> str:
-    """Remove `<think>...</think>` blocks (and the newlines after them)."""
-    return _THOUGHT.sub("", content).lstrip("\n")
+def strip_thought(content: str, words: tuple[str, str] = THOUGHT_WORDS) -> str:
+    """Remove thought blocks (`<think>...</think>` by default) and the newlines after them."""
+    return _between(words).sub("", content).lstrip("\n")
 
 
-def _has_thought(content: str) -> bool:
-    return THOUGHT_WORDS[0].strip() in content or THOUGHT_WORDS[1].strip() in content
+def _has_thought(content: str, words: tuple[str, str]) -> bool:
+    return words[0].strip() in content or words[1].strip() in content
 
 
 def _with_thinking(
-    messages: list[dict[str, str]], enable_thinking: bool | None, keep_last_only: bool
+    messages: list[dict[str, str]],
+    enable_thinking: bool | None,
+    keep_last_only: bool,
+    words: tuple[str, str] = THOUGHT_WORDS,
 ) -> list[dict]:
     """enable_thinking False strips every thought; mask_history strips thoughts of all but the last answer."""
     out = [dict(m) for m in messages]
     last = len(out) - 1
     for i in range(1, len(out), 2):
         if enable_thinking is False or (keep_last_only and i != last):
-            out[i]["content"] = strip_thought(out[i]["content"])
+            out[i]["content"] = strip_thought(out[i]["content"], words)
     return out
 
 
@@ -94,8 +99,10 @@ class SlotRenderer:
         self.template = template
         self.default_system = template.default_system if default_system is None else default_system
         self.enable_thinking, self.mask_history = enable_thinking, mask_history
-        self.tools_text, self.calls_text = TOOL_FORMATS[template.tool_format]
+        self.tool_texts = TOOL_FORMATS.get(template.tool_format)
         self.ids = _special_ids(template, tokenizer)
+        self.closing_eos = self.ids["eos_token"] if template.efficient_eos else None
+        self._thought, self._tool_call = _between(template.thought_words), _between(template.tool_call_words)
         self.fingerprint = _digest(
             repr((template, self.default_system, enable_thinking, mask_history, self.ids))
         )
@@ -104,14 +111,14 @@ class SlotRenderer:
         """Per-turn (prompt, answer) pieces; reasoning templates add an empty thought where a turn has none."""
         t = self.template
         history_only = t.reasoning and self.mask_history
-        messages = _with_thinking(messages, self.enable_thinking, history_only)
+        messages = _with_thinking(messages, self.enable_thinking, history_only, t.thought_words)
         encoded = [self._message(i, m, system, tools) for i, m in enumerate(messages)]
         pairs = [(encoded[i], encoded[i + 1]) for i in range(0, len(encoded), 2)]
         if t.reasoning:
             indices = [len(pairs) - 1] if history_only else range(len(pairs))
             for k in indices:
-                if not _has_thought(messages[2 * k + 1]["content"]):
-                    empty = THOUGHT_WORDS[0] + THOUGHT_WORDS[1]
+                if not _has_thought(messages[2 * k + 1]["content"], t.thought_words):
+                    empty = t.empty_thought_text
                     if self.enable_thinking:  # trained on: the model learns to emit an empty thought
                         pairs[k] = (pairs[k][0], [empty, *pairs[k][1]])
                     else:  # part of the prompt, not trained on
@@ -130,7 +137,7 @@ class SlotRenderer:
             pieces += self._fill(t.prefix, "")
             system = system or self.default_system
             if system or tools:
-                tool_text = self.tools_text(json.loads(tools)) if tools else ""
+                tool_text = self._tool_format()[0](json.loads(tools)) if tools else ""
                 system_pieces = self._fill(t.system_slots, system + tool_text)
                 if not t.system_in_user:
                     pieces += system_pieces
@@ -156,14 +163,26 @@ class SlotRenderer:
                     pieces.append(text)
         return pieces
 
+    def _tool_format(self) -> tuple:
+        """(tools -> text, calls -> text) of the template's tool format; DataError if it is not built in."""
+        if self.tool_texts is None:
+            raise DataError(
+                f"template {self.template.name!r} lays out tools and function calls in LLaMA-Factory's "
+                f"{self.template.tool_format!r} tool format, which is not built in here; set tool_format to one "
+                f"of {', '.join(TOOL_FORMATS)}, or use data without tools"
+            )
+        return self.tool_texts
+
     def _function_text(self, content: str) -> str:
-        """A function-call turn's JSON (optionally after a thought or inside <tool_call>) in the tool format."""
-        call = _TOOL_CALL.search(content)
+        """A function-call turn's JSON (optionally after a thought or inside the tool-call words) in the tool
+        format."""
+        calls_text = self._tool_format()[1]
+        call = self._tool_call.search(content)
         if call:
-            return content.replace(call.group(0), "") + self.calls_text(_parse_calls(call.group(1)))
-        thought = _THOUGHT.search(content)
+            return content.replace(call.group(0), "") + calls_text(_parse_calls(call.group(1)))
+        thought = self._thought.search(content)
         body = content.replace(thought.group(0), "") if thought else content
-        return (thought.group(0) if thought else "") + self.calls_text(_parse_calls(body))
+        return (thought.group(0) if thought else "") + calls_text(_parse_calls(body))
 
 
 def _parse_calls(text: str) -> list[tuple[str, str]]:
@@ -220,6 +239,7 @@ class JinjaRenderer:
         self, tokenizer: PreTrainedTokenizerBase, default_system: str | None, enable_thinking: bool | None
     ):
         self.tokenizer, self.default_system, self.enable_thinking = tokenizer, default_system, enable_thinking
+        self.closing_eos = None
         self.fingerprint = _digest(repr((tokenizer.chat_template, default_system, enable_thinking)))
 
     def turns(self, messages: list[dict[str, str]], system: str, tools: str) -> list[Turn]:

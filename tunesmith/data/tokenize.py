@@ -60,13 +60,19 @@ def infer_seqlen(source_len: int, target_len: int, cutoff_len: int) -> tuple[int
 
 
 def supervise(
-    turns: list[tuple[list[int], list[int]]], cutoff_len: int, train_on_prompt: bool, mask_history: bool
+    turns: list[tuple[list[int], list[int]]],
+    cutoff_len: int,
+    train_on_prompt: bool,
+    mask_history: bool,
+    closing_eos: int | None = None,
 ) -> tuple[list[int], list[int]]:
     """Concatenate turns within `cutoff_len`, masking prompts (unless train_on_prompt) and, with mask_history,
-    every answer but the last."""
+    every answer but the last. `closing_eos` (LLaMA-Factory's efficient_eos): that one token, budgeted first,
+    ends the sequence and is trained on, and it is the label of the first prompt token of every turn taken after
+    the first (turns are taken last first with mask_history, as LLaMA-Factory does)."""
     input_ids: list[int] = []
     labels: list[int] = []
-    total = 0
+    total = 0 if closing_eos is None else 1
     ordered = turns[::-1] if mask_history else turns  # with mask_history the last turn has the budget first
     for k, (source, target) in enumerate(ordered):
         if total >= cutoff_len:
@@ -75,6 +81,8 @@ def supervise(
         source, target = source[:source_len], target[:target_len]
         total += source_len + target_len
         source_labels = source if train_on_prompt else [IGNORE_INDEX] * source_len
+        if closing_eos is not None and k != 0 and source_len and not train_on_prompt:
+            source_labels = [closing_eos, *source_labels[1:]]
         target_labels = [IGNORE_INDEX] * target_len if mask_history and k != 0 else target
         if mask_history:
             input_ids = source + target + input_ids
@@ -82,6 +90,9 @@ def supervise(
         else:
             input_ids += source + target
             labels += source_labels + target_labels
+    if closing_eos is not None:
+        input_ids.append(closing_eos)
+        labels.append(closing_eos)
     return input_ids, labels
 
 
@@ -108,7 +119,7 @@ def make_sft_processor(
         if scheme is not None:
             out["loss_weights"] = []
         for sources, targets, weights in _encode_rows(renderer, tokenizer, batch, scheme, tail):
-            kept = _supervised(list(zip(sources, targets, strict=True)), weights, data)
+            kept = _supervised(list(zip(sources, targets, strict=True)), weights, data, renderer.closing_eos)
             if kept is None or all(label == IGNORE_INDEX for label in kept[1]):
                 continue
             out["input_ids"].append(kept[0])
@@ -156,13 +167,20 @@ def _encode_rows(
 
 
 def _supervised(
-    ids_turns: list[tuple[list[int], list[int]]], answer_weights: list[list[float]] | None, data: Any
+    ids_turns: list[tuple[list[int], list[int]]],
+    answer_weights: list[list[float]] | None,
+    data: Any,
+    closing_eos: int | None,
 ) -> tuple[list[int], list[int], list[float] | None] | None:
     """(input_ids, labels, weights) of one row within cutoff_len (None: deleted by truncation_strategy). A
     token of weight 0 is not supervised; unsupervised tokens weigh 0."""
     strategy = data.truncation_strategy
-    budget = data.cutoff_len if strategy is None else sum(len(s) + len(t) for s, t in ids_turns)
-    input_ids, labels = supervise(ids_turns, budget, data.train_on_prompt, data.mask_history)
+    budget = (
+        data.cutoff_len
+        if strategy is None
+        else sum(len(s) + len(t) for s, t in ids_turns) + (closing_eos is not None)
+    )
+    input_ids, labels = supervise(ids_turns, budget, data.train_on_prompt, data.mask_history, closing_eos)
     if answer_weights is None:
         if strategy is None:
             return input_ids, labels, None
@@ -170,7 +188,8 @@ def _supervised(
         return None if kept is None else (*kept, None)
     # the same cut applied to the weights: supervise only looks at lengths (prompt tokens weigh 1)
     weight_turns = [([1.0] * len(s), w) for (s, _), w in zip(ids_turns, answer_weights, strict=True)]
-    _, weights = supervise(weight_turns, budget, data.train_on_prompt, data.mask_history)  # type: ignore[arg-type]
+    weight_eos = None if closing_eos is None else 1.0  # the closing EOS weighs 1, as a prompt token
+    _, weights = supervise(weight_turns, budget, data.train_on_prompt, data.mask_history, weight_eos)  # type: ignore[arg-type]
     if strategy is not None:
         kept = truncate(input_ids, labels, data.cutoff_len, strategy)
         if kept is None:

@@ -1,0 +1,262 @@
+"""Write tests/facts/lf_templates.json: the (input_ids, labels) LLaMA-Factory's own code gives for each built-in
+template tunesmith shares with it, on fixed conversations, with the tiny test tokenizer.
+
+LLaMA-Factory is not installed: its released wheel is unpacked into a temporary folder and only its template,
+formatter, tool and supervised-processor modules are imported (its `mm_plugin` module, which needs torchaudio and
+vision packages, is replaced by a stub that keeps text as is, as its base plugin does without media).
+
+    pip download --no-deps llamafactory==0.9.5 -d /tmp/lf
+    .venv/bin/python scripts/lf_template_facts.py --wheel /tmp/lf/llamafactory-0.9.5-py3-none-any.whl \
+        [--head-src /tmp/lf_head/src]   # a newer LLaMA-Factory source tree: its extra template names too
+
+The file also lists every LLaMA-Factory template name with its multimodal plugin (None for text templates), from
+which tunesmith/data/lf_template_names.py is written (printed with --print-names).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib
+import json
+import re
+import sys
+import tempfile
+import types
+import zipfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from helpers import tiny_tokenizer  # noqa: E402
+
+from tunesmith.data.template_slots import Token  # noqa: E402
+from tunesmith.data.templates import BUILTIN_TEMPLATES, TEMPLATE_ALIASES, get_template  # noqa: E402
+from tunesmith.data.tool_formats import TOOL_FORMATS  # noqa: E402
+
+FACTS = ROOT / "tests" / "facts" / "lf_templates.json"
+TODAY = datetime(2026, 1, 2)  # llama3's tool prompt writes today's date: a fixed one on both sides
+BOS_TOKEN = "<|tiny_bos|>"  # the tiny tokenizer has no BOS: one is added so BOS slots show
+TOOLS = [
+    {
+        "name": "add",
+        "description": "Add two numbers",
+        "parameters": {
+            "type": "object",
+            "properties": {"a": {"type": "integer", "description": "first"}, "b": {"type": "integer"}},
+            "required": ["a"],
+        },
+    }
+]
+CALL = json.dumps({"name": "add", "arguments": {"a": 1, "b": 2}})
+SINGLE = [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello!"}]
+MULTI = [
+    {"role": "user", "content": "Capital of France?"},
+    {"role": "assistant", "content": "Paris."},
+    {"role": "user", "content": "And of Spain?"},
+    {"role": "assistant", "content": "Madrid, of course."},
+    {"role": "user", "content": "Italy?"},
+    {"role": "assistant", "content": "Rome."},
+]
+TOOL_TURNS = [
+    {"role": "user", "content": "What is 1+2?"},
+    {"role": "function", "content": CALL},
+    {"role": "observation", "content": "3"},
+    {"role": "assistant", "content": "It is 3."},
+]
+CONVERSATIONS = {"single": SINGLE, "multi": MULTI, "tools": TOOL_TURNS}
+TOOLS_JSON = json.dumps(TOOLS, ensure_ascii=False)
+THOUGHTS = [
+    {"role": "user", "content": "Q1"},
+    {"role": "assistant", "content": "{open}hmm{close}A1"},
+    {"role": "user", "content": "Q2"},
+    {"role": "assistant", "content": "A2"},
+]
+
+
+def cases(template: Any, lf_template: Any) -> list[dict[str, Any]]:
+    """The conversations (a key of CONVERSATIONS, or the messages themselves) and data arguments every template is
+    encoded with: tools only where tunesmith has the template's tool format, thoughts (in LLaMA-Factory's
+    thought words) for reasoning templates."""
+    out: list[dict[str, Any]] = [
+        {"name": "single", "conversation": "single"},
+        {"name": "multi_system", "conversation": "multi", "system": "Be brief."},
+        {"name": "multi", "conversation": "multi"},
+        {"name": "multi_cutoff", "conversation": "multi", "system": "Be brief.", "cutoff_len": 40},
+        {"name": "multi_mask_history", "conversation": "multi", "mask_history": True},
+    ]
+    if template.tool_format in TOOL_FORMATS:
+        out.append({"name": "tools", "conversation": "tools", "tools": True})
+        out.append({"name": "tools_system", "conversation": "tools", "system": "Be brief.", "tools": True})
+    if template.reasoning:
+        words = dict(zip(("open", "close"), lf_template.thought_words, strict=True))
+        thoughts = [{**m, "content": m["content"].format(**words)} for m in THOUGHTS]
+        for thinking in (True, False, None):
+            out.append({"name": f"thinking_{thinking}", "messages": thoughts, "enable_thinking": thinking})
+        out.append({"name": "thinking_mask_history", "messages": thoughts, "mask_history": True})
+    defaults = {
+        "system": "",
+        "tools": False,
+        "cutoff_len": 1024,
+        "mask_history": False,
+        "enable_thinking": True,
+    }
+    return [{**defaults, **case} for case in out]
+
+
+def special_tokens(template: Any) -> list[str]:
+    """The tokens added to the tiny tokenizer for `template`: its stop words and literal token slots (a real
+    model's tokenizer has them as special tokens)."""
+    slots = (template.user, template.assistant, template.system_slots, template.observation_slots)
+    literal = {
+        s.name
+        for group in (*slots, template.function_slots, template.prefix)
+        for s in group
+        if isinstance(s, Token)
+    }
+    return sorted((set(template.stop_words) | literal) - {"bos_token", "eos_token"})
+
+
+def tokenizer_for(tokens: list[str]) -> Any:
+    tok = tiny_tokenizer()
+    tok.add_special_tokens({"bos_token": BOS_TOKEN})
+    tok.add_tokens(tokens, special_tokens=True)
+    return tok
+
+
+def load_lf(src: Path) -> tuple[Any, Any]:
+    """LLaMA-Factory's template module and supervised processor class from the source tree `src` (holding
+    `llamafactory/`), without running its package `__init__`s."""
+    for name in list(sys.modules):
+        if name == "llamafactory" or name.startswith("llamafactory."):
+            del sys.modules[name]
+    for name in ("llamafactory", "llamafactory.data", "llamafactory.extras", "llamafactory.data.processor"):
+        module = types.ModuleType(name)
+        module.__path__ = [str(src / name.replace(".", "/"))]
+        sys.modules[name] = module
+    sys.modules["llamafactory.data.mm_plugin"] = _mm_stub()
+    sys.path.insert(0, str(src))
+    try:
+        template = importlib.import_module("llamafactory.data.template")
+        supervised = importlib.import_module("llamafactory.data.processor.supervised")
+    finally:
+        sys.path.remove(str(src))
+    importlib.import_module("llamafactory.data.tool_utils").datetime = FixedDate
+    return template, supervised.SupervisedDatasetProcessor
+
+
+class FixedDate(datetime):
+    @classmethod
+    def now(cls, tz: Any = None) -> datetime:  # noqa: ARG003
+        return TODAY
+
+
+def _mm_stub() -> types.ModuleType:
+    class Plugin:
+        def __init__(self, name: str, **tokens: Any) -> None:
+            self.name = name
+
+        def process_messages(self, messages, images, videos, audios, processor):  # text kept as is
+            return copy.deepcopy(messages)
+
+        def process_token_ids(self, input_ids, labels, images, videos, audios, tokenizer, processor):
+            return input_ids, labels
+
+    module = types.ModuleType("llamafactory.data.mm_plugin")
+    module.get_mm_plugin = lambda name, **tokens: Plugin(name, **tokens)
+    return module
+
+
+def encode(lf: Any, processor_cls: Any, name: str, case: dict[str, Any], tokens: list[str]) -> dict[str, Any]:
+    tok = tokenizer_for(tokens)
+    data_args = types.SimpleNamespace(
+        template=name,
+        train_on_prompt=False,
+        mask_history=case["mask_history"],
+        cutoff_len=case["cutoff_len"],
+        tool_format=None,
+        default_system=None,
+        enable_thinking=case["enable_thinking"],
+        preserve_thinking=False,
+    )
+    template = lf.get_template_and_fix_tokenizer(tok, data_args)
+    processor = processor_cls(template=template, tokenizer=tok, processor=None, data_args=data_args)
+    messages = case.get("messages") or CONVERSATIONS[case["conversation"]]
+    input_ids, labels = processor._encode_data_example(
+        prompt=messages[:-1],
+        response=messages[-1:],
+        system=case["system"],
+        tools=TOOLS_JSON if case["tools"] else "",
+        images=[],
+        videos=[],
+        audios=[],
+    )
+    return {**case, "input_ids": input_ids, "labels": labels}
+
+
+def _compact_lists(text: str) -> str:
+    """Lists of numbers on one line each (the ids), the rest indented."""
+    return re.sub(
+        r"\[\s*(-?\d+(?:,\s*-?\d+)*)\s*\]", lambda m: "[" + re.sub(r"\s+", "", m.group(1)) + "]", text
+    )
+
+
+def template_names(lf: Any) -> dict[str, str | None]:
+    return {
+        name: (None if t.mm_plugin.name == "base" else t.mm_plugin.name) for name, t in lf.TEMPLATES.items()
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--wheel", required=True, type=Path, help="the llamafactory wheel (pip download)")
+    parser.add_argument("--head-src", type=Path, help="a newer LLaMA-Factory source tree (src/ folder)")
+    parser.add_argument("--print-names", action="store_true", help="print lf_template_names.py's sets")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        with zipfile.ZipFile(args.wheel) as wheel:
+            wheel.extractall(tmp)
+        lf, processor_cls = load_lf(Path(tmp))
+        version = importlib.import_module("llamafactory.extras.env").VERSION
+        names = template_names(lf)
+        facts: dict[str, Any] = {}
+        for name in sorted({*BUILTIN_TEMPLATES, *TEMPLATE_ALIASES} & set(lf.TEMPLATES)):
+            template = get_template(name)
+            tokens = special_tokens(template)
+            rows = [
+                encode(lf, processor_cls, name, case, tokens) for case in cases(template, lf.TEMPLATES[name])
+            ]
+            facts[name] = {"special_tokens": tokens, "cases": rows}
+    head_names: dict[str, str | None] = {}
+    head_version = None
+    if args.head_src:
+        head, _ = load_lf(args.head_src)
+        head_names = template_names(head)
+        head_version = importlib.import_module("llamafactory.extras.env").VERSION
+    out = {
+        "llamafactory_version": version,
+        "llamafactory_head_version": head_version,
+        "bos_token": BOS_TOKEN,
+        "conversations": CONVERSATIONS,
+        "tools": TOOLS_JSON,
+        "template_names": {**head_names, **names},
+        "templates": facts,
+    }
+    FACTS.parent.mkdir(parents=True, exist_ok=True)
+    FACTS.write_text(_compact_lists(json.dumps(out, ensure_ascii=False, indent=1)) + "\n")
+    print(f"wrote {FACTS}: {len(facts)} templates, LLaMA-Factory {version}")
+    if args.print_names:
+        built = {*BUILTIN_TEMPLATES, *TEMPLATE_ALIASES}
+        multimodal = sorted(n for n, p in out["template_names"].items() if p and n not in built)
+        text = sorted(n for n, p in out["template_names"].items() if not p and n not in built)
+        print("LF_MULTIMODAL_TEMPLATES =", multimodal)
+        print("LF_TEXT_TEMPLATES =", text)
+
+
+if __name__ == "__main__":
+    main()
