@@ -12,7 +12,13 @@ from helpers import tiny_model
 
 from tunesmith.config.plugins import DIST
 from tunesmith.dist import plugins  # noqa: F401  (registers fsdp2 and deepspeed)
-from tunesmith.dist.deepspeed import fill_auto, load_ds_config, offloads_optimizer, zero_stage
+from tunesmith.dist.deepspeed import (
+    _check_one_dtype,
+    fill_auto,
+    load_ds_config,
+    offloads_optimizer,
+    zero_stage,
+)
 from tunesmith.dist.expert_parallel import check_fsdp_modules
 from tunesmith.dist.fsdp2 import load_placement_fn, mixed_precision_policy
 from tunesmith.dist.mesh import parallel_sizes
@@ -244,3 +250,20 @@ def test_deepspeed_refuses_what_its_loop_cannot_honour() -> None:
     sgd = torch.optim.SGD(tiny_model("llama").parameters(), lr=0.1)
     with pytest.raises(ConfigError, match="optim: SGD cannot run with DeepSpeed offload_optimizer"):
         _cpu_adam(sgd)
+
+
+def test_deepspeed_fp32_refuses_trainable_weights_of_two_dtypes() -> None:
+    """A LoRA run under torch_dtype bfloat16 trains float32 adapters beside a bfloat16 modules_to_save copy:
+    DeepSpeed without bf16 would flatten both to float32 and the copy's forward would fail on bfloat16 inputs."""
+    model = tiny_model("llama").to(torch.bfloat16)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    model.lm_head.weight.requires_grad_(True)
+    model.model.layers[0].mlp.up_proj.float().weight.requires_grad_(True)
+    with pytest.raises(
+        ConfigError, match="deepspeed: runs in float32.*float32 and bfloat16 .*set bf16: true"
+    ):
+        _check_one_dtype(model, {"zero_optimization": {"stage": 2}})
+    _check_one_dtype(model, {"bf16": {"enabled": True}})  # mixed precision: DeepSpeed casts them alike
+    model.lm_head.float()
+    _check_one_dtype(model, {})  # one dtype: nothing to refuse

@@ -166,6 +166,7 @@ def build_engine(
     the same parameter groups (DeepSpeed rejects a torch optimizer there)."""
     import deepspeed
 
+    _check_one_dtype(model, ds)
     if "optimizer" in ds:
         optimizer = None
     elif optimizer is None:
@@ -176,6 +177,22 @@ def build_engine(
         optimizer = _cpu_adam(optimizer)
     engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds)
     return engine
+
+
+def _check_one_dtype(model: nn.Module, ds: dict[str, Any]) -> None:
+    """Without bf16/fp16, DeepSpeed flattens the trainable weights into one float32 buffer: a trainable module
+    left in bfloat16/float16 (e.g. a LoRA run's modules_to_save copy under torch_dtype bfloat16, beside float32
+    adapters) would then get float32 weights and bfloat16 inputs. Refused with what to set instead."""
+    if (ds.get("bf16") or {}).get("enabled") or (ds.get("fp16") or {}).get("enabled"):
+        return
+    low = [(n, p.dtype) for n, p in model.named_parameters() if p.requires_grad and p.dtype != torch.float32]
+    if low and len(low) < sum(p.requires_grad for p in model.parameters()):
+        name, dtype = low[0]
+        raise ConfigError(
+            f"deepspeed: runs in float32 here (no bf16/fp16), but trainable weights mix float32 and {str(dtype).removeprefix('torch.')} "
+            f"({name}, from torch_dtype); set bf16: true (mixed precision, as LLaMA-Factory and ms-swift do with "
+            "bfloat16 weights) or torch_dtype: float32"
+        )
 
 
 def _cpu_adam(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
