@@ -69,6 +69,12 @@ TOOL_TURNS = [
 ]
 CONVERSATIONS = {"single": SINGLE, "multi": MULTI, "tools": TOOL_TURNS}
 TOOLS_JSON = json.dumps(TOOLS, ensure_ascii=False)
+PAIR = {"prompt": MULTI[:-1], "chosen": "Rome.", "rejected": "Milan, I believe, or perhaps Turin."}
+_PAIR_DEFAULTS = {"system": "", "mask_history": False, "enable_thinking": True}
+PAIR_CASES = [
+    {"name": "pair", **_PAIR_DEFAULTS, "cutoff_len": 1024},
+    {"name": "pair_cutoff", **_PAIR_DEFAULTS, "system": "Be brief.", "cutoff_len": 30},
+]
 THOUGHTS = [
     {"role": "user", "content": "Q1"},
     {"role": "assistant", "content": "{open}hmm{close}A1"},
@@ -84,7 +90,6 @@ def cases(template: Any, lf_template: Any) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = [
         {"name": "single", "conversation": "single"},
         {"name": "multi_system", "conversation": "multi", "system": "Be brief."},
-        {"name": "multi", "conversation": "multi"},
         {"name": "multi_cutoff", "conversation": "multi", "system": "Be brief.", "cutoff_len": 40},
         {"name": "multi_mask_history", "conversation": "multi", "mask_history": True},
     ]
@@ -127,7 +132,7 @@ def tokenizer_for(tokens: list[str]) -> Any:
     return tok
 
 
-def load_lf(src: Path) -> tuple[Any, Any]:
+def load_lf(src: Path) -> tuple[Any, dict[str, Any]]:
     """LLaMA-Factory's template module and supervised processor class from the source tree `src` (holding
     `llamafactory/`), without running its package `__init__`s."""
     for name in list(sys.modules):
@@ -145,7 +150,8 @@ def load_lf(src: Path) -> tuple[Any, Any]:
     finally:
         sys.path.remove(str(src))
     importlib.import_module("llamafactory.data.tool_utils").datetime = FixedDate
-    return template, supervised.SupervisedDatasetProcessor
+    pairwise = importlib.import_module("llamafactory.data.processor.pairwise")
+    return template, {"sft": supervised.SupervisedDatasetProcessor, "pair": pairwise.PairwiseDatasetProcessor}
 
 
 class FixedDate(datetime):
@@ -170,7 +176,8 @@ def _mm_stub() -> types.ModuleType:
     return module
 
 
-def encode(lf: Any, processor_cls: Any, name: str, case: dict[str, Any], tokens: list[str]) -> dict[str, Any]:
+def lf_processor(lf: Any, processor_cls: Any, name: str, case: dict[str, Any], tokens: list[str]) -> Any:
+    """LLaMA-Factory's processor of `processor_cls` for template `name` and the case's data arguments."""
     tok = tokenizer_for(tokens)
     data_args = types.SimpleNamespace(
         template=name,
@@ -183,7 +190,11 @@ def encode(lf: Any, processor_cls: Any, name: str, case: dict[str, Any], tokens:
         preserve_thinking=False,
     )
     template = lf.get_template_and_fix_tokenizer(tok, data_args)
-    processor = processor_cls(template=template, tokenizer=tok, processor=None, data_args=data_args)
+    return processor_cls(template=template, tokenizer=tok, processor=None, data_args=data_args)
+
+
+def encode(lf: Any, processors: dict[str, Any], name: str, case: dict[str, Any], tokens: list[str]) -> dict:
+    processor = lf_processor(lf, processors["sft"], name, case, tokens)
     messages = case.get("messages") or CONVERSATIONS[case["conversation"]]
     input_ids, labels = processor._encode_data_example(
         prompt=messages[:-1],
@@ -195,6 +206,25 @@ def encode(lf: Any, processor_cls: Any, name: str, case: dict[str, Any], tokens:
         audios=[],
     )
     return {**case, "input_ids": input_ids, "labels": labels}
+
+
+def encode_pair(
+    lf: Any, processors: dict[str, Any], name: str, case: dict[str, Any], tokens: list[str]
+) -> dict:
+    """A preference pair: the multi-turn conversation's last answer, and a longer rejected one."""
+    processor = lf_processor(lf, processors["pair"], name, case, tokens)
+    answers = [{"role": "assistant", "content": PAIR[key]} for key in ("chosen", "rejected")]
+    encoded = processor._encode_data_example(
+        prompt=PAIR["prompt"],
+        response=answers,
+        system=case["system"],
+        tools="",
+        images=[],
+        videos=[],
+        audios=[],
+    )
+    keys = ("input_ids", "labels", "rejected_input_ids", "rejected_labels")
+    return {**case, **dict(zip(keys, encoded, strict=True))}
 
 
 def _compact_lists(text: str) -> str:
@@ -221,7 +251,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         with zipfile.ZipFile(args.wheel) as wheel:
             wheel.extractall(tmp)
-        lf, processor_cls = load_lf(Path(tmp))
+        lf, processors = load_lf(Path(tmp))
         version = importlib.import_module("llamafactory.extras.env").VERSION
         names = template_names(lf)
         facts: dict[str, Any] = {}
@@ -229,9 +259,10 @@ def main() -> None:
             template = get_template(name)
             tokens = special_tokens(template)
             rows = [
-                encode(lf, processor_cls, name, case, tokens) for case in cases(template, lf.TEMPLATES[name])
+                encode(lf, processors, name, case, tokens) for case in cases(template, lf.TEMPLATES[name])
             ]
-            facts[name] = {"special_tokens": tokens, "cases": rows}
+            pairs = [encode_pair(lf, processors, name, case, tokens) for case in PAIR_CASES]
+            facts[name] = {"special_tokens": tokens, "cases": rows, "pairs": pairs}
     head_names: dict[str, str | None] = {}
     head_version = None
     if args.head_src:
@@ -244,6 +275,7 @@ def main() -> None:
         "bos_token": BOS_TOKEN,
         "conversations": CONVERSATIONS,
         "tools": TOOLS_JSON,
+        "pair": PAIR,
         "template_names": {**head_names, **names},
         "templates": facts,
     }

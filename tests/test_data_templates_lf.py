@@ -27,6 +27,7 @@ from tunesmith.config import load_config
 from tunesmith.data import tool_formats
 from tunesmith.data.batching.collate import pack_row
 from tunesmith.data.lf_template_names import LF_MULTIMODAL_TEMPLATES, LF_TEXT_TEMPLATES
+from tunesmith.data.pairwise import make_pair_processor
 from tunesmith.data.render import build_renderer
 from tunesmith.data.templates import BUILTIN_TEMPLATES, TEMPLATE_ALIASES, get_template
 from tunesmith.data.tokenize import IGNORE_INDEX, make_sft_processor
@@ -76,6 +77,26 @@ def test_template_gives_llamafactorys_ids_and_labels(name, base_data, monkeypatc
         ids, labels = encode(data, tok, messages, case["system"], FACTS["tools"] if case["tools"] else "")
         assert ids == case["input_ids"], (name, case["name"], tok.decode(ids), tok.decode(case["input_ids"]))
         assert labels == case["labels"], (name, case["name"])
+
+
+@pytest.mark.parametrize("name", sorted(FACTS["templates"]))
+def test_preference_pairs_give_llamafactorys_ids_and_labels(name, base_data):
+    """The pairwise (DPO/RM) rows: the prompt before the chosen and the rejected answer, as LLaMA-Factory's
+    PairwiseDatasetProcessor cuts them (efficient_eos templates: an EOS after each answer)."""
+    tok = tokenizer_for(name)
+    pair = FACTS["pair"]
+    row = {
+        "_messages": [[*pair["prompt"], {"role": "assistant", "content": pair["chosen"]}]],
+        "_rejected": [pair["rejected"]],
+        "_rejected_role": ["assistant"],
+        "_tools": [""],
+        "_where": ["row 0"],
+    }
+    for case in FACTS["templates"][name]["pairs"]:
+        data = dataclasses.replace(base_data, template=name, cutoff_len=case["cutoff_len"])
+        out = make_pair_processor(build_renderer(data, tok), tok, data)({**row, "_system": [case["system"]]})
+        for key in ("input_ids", "labels", "rejected_input_ids", "rejected_labels"):
+            assert out[key] == [case[key]], (name, case["name"], key)
 
 
 def test_every_llamafactory_template_is_built_refused_or_listed():

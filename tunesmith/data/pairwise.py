@@ -39,6 +39,11 @@ def split_prompt(turns: list[tuple[list[int], list[int]]]) -> tuple[list[int], l
     return prompt, turns[-1][1]
 
 
+def _closing_eos(renderer: Renderer) -> list[int]:
+    """The EOS an efficient_eos template puts after the answer (before truncation, as LLaMA-Factory does)."""
+    return [] if renderer.closing_eos is None else [renderer.closing_eos]
+
+
 def truncate_pair(
     prompt: list[int], chosen: list[int], rejected: list[int], cutoff_len: int
 ) -> tuple[list[int], list[int], list[int]]:
@@ -53,6 +58,7 @@ def make_pair_processor(
     """A batched map function: pair rows (`_messages`, `_rejected`, ...) -> the four id/label columns; pairs
     left with an empty answer after truncation are dropped (the caller counts them)."""
     check_pair_data_args(data)
+    closing = _closing_eos(renderer)
 
     def process(batch: Batch) -> Batch:
         rows = range(len(batch["_messages"]))
@@ -65,6 +71,7 @@ def make_pair_processor(
             r_turns = [(next(encoded), next(encoded)) for _ in rejected_turns]
             prompt, chosen = split_prompt(c_turns)
             r_prompt, rejected = split_prompt(r_turns)
+            chosen, rejected = chosen + closing, rejected + closing
             if r_prompt != prompt:
                 raise DataError("the template renders the prompt differently before the rejected answer")
             prompt, chosen, rejected = truncate_pair(prompt, chosen, rejected, data.cutoff_len)
@@ -86,7 +93,7 @@ def _render_pair(renderer: Renderer, batch: Batch, i: int) -> tuple[list, list]:
     messages, system, tools = batch["_messages"][i], batch["_system"][i], batch["_tools"][i]
     rejected = [*messages[:-1], {"role": batch["_rejected_role"][i], "content": batch["_rejected"][i]}]
     try:
-        return renderer.turns(messages, system, tools), renderer.turns(rejected, system, tools)
+        return renderer.turns(messages, system, tools, True), renderer.turns(rejected, system, tools, True)
     except DataError as err:
         raise DataError(f"{batch['_where'][i]}: {err}") from None
 
@@ -97,6 +104,7 @@ def make_kto_processor(
     """A batched map function: KTO rows (`_messages` ending with the completion, `_kto_tag`) -> `input_ids`,
     `labels` (the completion supervised) and `kto_tag`; the prompt/completion budget as for SFT turns."""
     check_pair_data_args(data)
+    closing = _closing_eos(renderer)
 
     def process(batch: Batch) -> Batch:
         rendered = [_render_one(renderer, batch, i) for i in range(len(batch["_messages"]))]
@@ -105,6 +113,7 @@ def make_kto_processor(
         out: Batch = {"input_ids": [], "labels": [], "kto_tag": []}
         for turns, tag in zip(rendered, batch["_kto_tag"], strict=True):
             prompt, completion = split_prompt([(next(encoded), next(encoded)) for _ in turns])
+            completion = completion + closing
             source_len, target_len = infer_seqlen(len(prompt), len(completion), data.cutoff_len)
             prompt, completion = prompt[:source_len], completion[:target_len]
             if completion:
@@ -118,6 +127,6 @@ def make_kto_processor(
 
 def _render_one(renderer: Renderer, batch: Batch, i: int) -> list:
     try:
-        return renderer.turns(batch["_messages"][i], batch["_system"][i], batch["_tools"][i])
+        return renderer.turns(batch["_messages"][i], batch["_system"][i], batch["_tools"][i], True)
     except DataError as err:
         raise DataError(f"{batch['_where'][i]}: {err}") from None

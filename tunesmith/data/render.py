@@ -36,7 +36,9 @@ class Renderer(Protocol):
     fingerprint: str
     closing_eos: int | None  # the EOS that ends the whole sequence (efficient_eos templates), else None
 
-    def turns(self, messages: list[dict[str, str]], system: str, tools: str) -> list[Turn]: ...
+    def turns(
+        self, messages: list[dict[str, str]], system: str, tools: str, one_turn: bool = False
+    ) -> list[Turn]: ...
 
 
 def build_renderer(data: Any, tokenizer: PreTrainedTokenizerBase) -> Renderer:
@@ -107,10 +109,14 @@ class SlotRenderer:
             repr((template, self.default_system, enable_thinking, mask_history, self.ids))
         )
 
-    def turns(self, messages: list[dict[str, str]], system: str, tools: str) -> list[Turn]:
-        """Per-turn (prompt, answer) pieces; reasoning templates add an empty thought where a turn has none."""
+    def turns(
+        self, messages: list[dict[str, str]], system: str, tools: str, one_turn: bool = False
+    ) -> list[Turn]:
+        """Per-turn (prompt, answer) pieces; reasoning templates add an empty thought where a turn has none.
+        `one_turn` (preference and KTO rows, LLaMA-Factory's encode_oneturn): only the last answer counts, so
+        earlier answers lose their thoughts and get no empty one, as with mask_history."""
         t = self.template
-        history_only = t.reasoning and self.mask_history
+        history_only = t.reasoning and (self.mask_history or one_turn)
         messages = _with_thinking(messages, self.enable_thinking, history_only, t.thought_words)
         encoded = [self._message(i, m, system, tools) for i, m in enumerate(messages)]
         pairs = [(encoded[i], encoded[i + 1]) for i in range(0, len(encoded), 2)]
@@ -242,8 +248,11 @@ class JinjaRenderer:
         self.closing_eos = None
         self.fingerprint = _digest(repr((tokenizer.chat_template, default_system, enable_thinking)))
 
-    def turns(self, messages: list[dict[str, str]], system: str, tools: str) -> list[Turn]:
-        """Per-turn (prompt text, answer text): the prompt ends with the generation prompt of the template."""
+    def turns(
+        self, messages: list[dict[str, str]], system: str, tools: str, one_turn: bool = False
+    ) -> list[Turn]:
+        """Per-turn (prompt text, answer text): the prompt ends with the generation prompt of the template (which
+        lays out earlier answers' thoughts itself, so `one_turn` changes nothing here)."""
         messages = _with_thinking(messages, self.enable_thinking, keep_last_only=False)
         chat = (
             [{"role": "system", "content": system or self.default_system}]
