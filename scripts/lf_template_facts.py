@@ -8,6 +8,7 @@ vision packages, is replaced by a stub that keeps text as is, as its base plugin
     pip download --no-deps llamafactory==0.9.5 -d /tmp/lf
     .venv/bin/python scripts/lf_template_facts.py --wheel /tmp/lf/llamafactory-0.9.5-py3-none-any.whl \
         [--head-src /tmp/lf_head/src]   # a newer LLaMA-Factory source tree: its extra template names too
+        [--mindspeed-src /tmp/ms --mindspeed-rev <commit>]   # MindSpeed-LLM's FSDP2 templates (its `gpt`)
 
 The file also lists every LLaMA-Factory template name with its multimodal plugin (None for text templates), from
 which tunesmith/data/lf_template_names.py is written (printed with --print-names).
@@ -17,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import copy
+import enum
 import importlib
+import inspect
 import json
 import re
 import sys
@@ -160,6 +163,36 @@ class FixedDate(datetime):
         return TODAY
 
 
+def load_mindspeed(src: Path) -> tuple[Any, dict[str, Any]]:
+    """MindSpeed-LLM's FSDP2 template module and SFT processor from the tree `src` (holding `mindspeed_llm/`);
+    its converter and argument modules (datasets, torch.distributed, yaml) are replaced by the two names the
+    template imports from them."""
+    for name in (
+        "mindspeed_llm",
+        "mindspeed_llm.fsdp2",
+        "mindspeed_llm.fsdp2.data",
+        "mindspeed_llm.fsdp2.utils",
+        "mindspeed_llm.fsdp2.data.processor",
+    ):
+        module = types.ModuleType(name)
+        module.__path__ = [str(src / name.replace(".", "/"))]
+        sys.modules[name] = module
+    converter = types.ModuleType("mindspeed_llm.fsdp2.data.converter")
+    converter.Role = enum.Enum(
+        "Role", {k.upper(): k for k in ("user", "assistant", "system", "function", "observation")}, type=str
+    )
+    arguments = types.ModuleType("mindspeed_llm.fsdp2.utils.arguments")
+    arguments.DataArguments = object
+    sys.modules.update({converter.__name__: converter, arguments.__name__: arguments})
+    sys.path.insert(0, str(src))
+    try:
+        template = importlib.import_module("mindspeed_llm.fsdp2.data.template")
+        sft = importlib.import_module("mindspeed_llm.fsdp2.data.processor.sft_processor")
+    finally:
+        sys.path.remove(str(src))
+    return template, {"sft": sft.SFTDatasetProcessor}
+
+
 def _mm_stub() -> types.ModuleType:
     class Plugin:
         def __init__(self, name: str, **tokens: Any) -> None:
@@ -190,13 +223,20 @@ def lf_processor(lf: Any, processor_cls: Any, name: str, case: dict[str, Any], t
         preserve_thinking=False,
     )
     template = lf.get_template_and_fix_tokenizer(tok, data_args)
-    return processor_cls(template=template, tokenizer=tok, processor=None, data_args=data_args)
+    return _call(processor_cls, template=template, tokenizer=tok, processor=None, data_args=data_args)
+
+
+def _call(function: Any, **kwargs: Any) -> Any:
+    """Call with the keyword arguments `function` takes (MindSpeed-LLM's processors take no media)."""
+    accepted = inspect.signature(function).parameters
+    return function(**{k: v for k, v in kwargs.items() if k in accepted})
 
 
 def encode(lf: Any, processors: dict[str, Any], name: str, case: dict[str, Any], tokens: list[str]) -> dict:
     processor = lf_processor(lf, processors["sft"], name, case, tokens)
     messages = case.get("messages") or CONVERSATIONS[case["conversation"]]
-    input_ids, labels = processor._encode_data_example(
+    input_ids, labels = _call(
+        processor._encode_data_example,
         prompt=messages[:-1],
         response=messages[-1:],
         system=case["system"],
@@ -246,6 +286,8 @@ def main() -> None:
     )
     parser.add_argument("--wheel", required=True, type=Path, help="the llamafactory wheel (pip download)")
     parser.add_argument("--head-src", type=Path, help="a newer LLaMA-Factory source tree (src/ folder)")
+    parser.add_argument("--mindspeed-src", type=Path, help="a MindSpeed-LLM tree: its FSDP2 templates too")
+    parser.add_argument("--mindspeed-rev", help="the MindSpeed-LLM commit of --mindspeed-src, to record")
     parser.add_argument("--print-names", action="store_true", help="print lf_template_names.py's sets")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -269,6 +311,16 @@ def main() -> None:
         head, _ = load_lf(args.head_src)
         head_names = template_names(head)
         head_version = importlib.import_module("llamafactory.extras.env").VERSION
+    mindspeed: dict[str, Any] = {}
+    if args.mindspeed_src:
+        ms, ms_processors = load_mindspeed(args.mindspeed_src)
+        for name in sorted(set(BUILTIN_TEMPLATES) & set(ms.TEMPLATES)):
+            template, tokens = get_template(name), special_tokens(get_template(name))
+            # without mask_history: MindSpeed keeps the earlier answers' thoughts there (and adds empty ones), where
+            # LLaMA-Factory drops them; tunesmith follows LLaMA-Factory
+            shared = [c for c in cases(template, ms.TEMPLATES[name]) if not c["mask_history"]]
+            rows = [encode(ms, ms_processors, name, c, tokens) for c in shared]
+            mindspeed[name] = {"special_tokens": tokens, "cases": rows}
     out = {
         "llamafactory_version": version,
         "llamafactory_head_version": head_version,
@@ -278,6 +330,8 @@ def main() -> None:
         "pair": PAIR,
         "template_names": {**head_names, **names},
         "templates": facts,
+        "mindspeed_rev": args.mindspeed_rev,
+        "mindspeed_templates": mindspeed,
     }
     FACTS.parent.mkdir(parents=True, exist_ok=True)
     FACTS.write_text(_compact_lists(json.dumps(out, ensure_ascii=False, indent=1)) + "\n")

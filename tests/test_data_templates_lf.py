@@ -1,6 +1,6 @@
 """Built-in templates give the ids and labels LLaMA-Factory's own code gives, template by template.
 
-tests/facts/lf_templates.json holds, per template, the (input_ids, labels) of LLaMA-Factory's
+tests/facts/lf_templates.json holds, per template (and per MindSpeed-LLM FSDP2 template, e.g. its `gpt`), the (input_ids, labels) of LLaMA-Factory's
 `SupervisedDatasetProcessor` (its template, formatter and tool modules, release named in the file) on fixed
 conversations (single turn, multi turn with and without system, truncated by cutoff_len, mask_history, tools
 where the tool format is built, thoughts for reasoning templates), with the tiny test tokenizer plus a BOS and the
@@ -8,9 +8,12 @@ template's stop words and literal tokens. It is written once, by
 
     pip download --no-deps llamafactory==0.9.5 -d /tmp/lf
     .venv/bin/python scripts/lf_template_facts.py --wheel /tmp/lf/llamafactory-0.9.5-py3-none-any.whl \
-        --head-src <a newer LLaMA-Factory src/ tree, for its extra template names>
+        --head-src <a newer LLaMA-Factory src/ tree, for its extra template names> \
+        --mindspeed-src <a MindSpeed-LLM tree> --mindspeed-rev <its commit>
 
-Here the same conversations go through tunesmith's renderer and SFT tokenization and must give the same lists.
+Here the same conversations go through tunesmith's renderer and SFT (and pair) tokenization and must give the same
+lists. MindSpeed-LLM's cases leave out mask_history: there its reasoning templates keep the earlier answers'
+thoughts, where LLaMA-Factory (and tunesmith) drop them.
 """
 
 from __future__ import annotations
@@ -48,10 +51,10 @@ def base_data():
     return load_config(None, ["model=builtin:tiny"]).data
 
 
-def tokenizer_for(name: str):
+def tokenizer_for(name: str, facts: dict | None = None):
     tok = tiny_tokenizer()
     tok.add_special_tokens({"bos_token": FACTS["bos_token"]})
-    tok.add_tokens(FACTS["templates"][name]["special_tokens"], special_tokens=True)
+    tok.add_tokens((facts or FACTS["templates"])[name]["special_tokens"], special_tokens=True)
     return tok
 
 
@@ -61,11 +64,17 @@ def encode(data, tok, messages, system="", tools=""):
     return out["input_ids"][0], out["labels"][0]
 
 
-@pytest.mark.parametrize("name", sorted(FACTS["templates"]))
-def test_template_gives_llamafactorys_ids_and_labels(name, base_data, monkeypatch):
+SOURCES = [("templates", n) for n in sorted(FACTS["templates"])] + [
+    ("mindspeed_templates", n) for n in sorted(FACTS["mindspeed_templates"])
+]
+
+
+@pytest.mark.parametrize(("source", "name"), SOURCES)
+def test_template_gives_the_reference_ids_and_labels(source, name, base_data, monkeypatch):
+    """`templates`: LLaMA-Factory's; `mindspeed_templates`: MindSpeed-LLM's FSDP2 ones (its `gpt` among them)."""
     monkeypatch.setattr(tool_formats, "datetime", FixedDate)
-    tok = tokenizer_for(name)
-    for case in FACTS["templates"][name]["cases"]:
+    tok = tokenizer_for(name, FACTS[source])
+    for case in FACTS[source][name]["cases"]:
         data = dataclasses.replace(
             base_data,
             template=name,
@@ -165,17 +174,3 @@ def test_efficient_eos_rows_stay_isolated_when_packed(base_data):
     assert row["input_ids"] == first[0] + second[0]
     assert row["labels"] == first[1] + [IGNORE_INDEX] + second[1][1:]
     assert row["position_ids"] == [*range(len(first[0])), *range(len(second[0]))]
-
-
-def test_mindspeed_gpt_is_gpt_oss_with_end_after_each_answer(base_data):
-    """MindSpeed-LLM's `gpt` template: LLaMA-Factory's gpt_oss layout, each answer closed by <|end|>."""
-    tok = tokenizer_for("gpt_oss")
-    messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
-    ids, labels = encode(dataclasses.replace(base_data, template="gpt", enable_thinking=False), tok, messages)
-    prompt = (
-        "<|start|>system<|message|>You are ChatGPT, a large language model trained by OpenAI.<|end|>"
-        "<|start|>user<|message|>Hi<|end|><|start|>assistant<|channel|>analysis<|message|><|end|><|start|>"
-        "assistant<|channel|>final<|message|>"
-    )
-    assert tok.decode(ids) == prompt + "Hello<|end|>" + tok.eos_token
-    assert tok.decode([t for t in labels if t != IGNORE_INDEX]) == "Hello<|end|>" + tok.eos_token
