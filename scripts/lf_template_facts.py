@@ -73,7 +73,7 @@ TOOL_TURNS = [
 CONVERSATIONS = {"single": SINGLE, "multi": MULTI, "tools": TOOL_TURNS}
 TOOLS_JSON = json.dumps(TOOLS, ensure_ascii=False)
 PAIR = {"prompt": MULTI[:-1], "chosen": "Rome.", "rejected": "Milan, I believe, or perhaps Turin."}
-_PAIR_DEFAULTS = {"system": "", "mask_history": False, "enable_thinking": True}
+_PAIR_DEFAULTS = {"system": "", "mask_history": False, "enable_thinking": True, "tool_format": None}
 PAIR_CASES = [
     {"name": "pair", **_PAIR_DEFAULTS, "cutoff_len": 1024},
     {"name": "pair_cutoff", **_PAIR_DEFAULTS, "system": "Be brief.", "cutoff_len": 30},
@@ -99,6 +99,8 @@ def cases(template: Any, lf_template: Any) -> list[dict[str, Any]]:
     if template.tool_format in TOOL_FORMATS:
         out.append({"name": "tools", "conversation": "tools", "tools": True})
         out.append({"name": "tools_system", "conversation": "tools", "system": "Be brief.", "tools": True})
+    if template.tool_format not in TOOL_FORMATS or template.name == "chatml":  # a tool_format override
+        out.append({"name": "tools_as_qwen", "conversation": "tools", "tools": True, "tool_format": "qwen"})
     if template.reasoning:
         words = dict(zip(("open", "close"), lf_template.thought_words, strict=True))
         thoughts = [{**m, "content": m["content"].format(**words)} for m in THOUGHTS]
@@ -108,6 +110,7 @@ def cases(template: Any, lf_template: Any) -> list[dict[str, Any]]:
     defaults = {
         "system": "",
         "tools": False,
+        "tool_format": None,
         "cutoff_len": 1024,
         "mask_history": False,
         "enable_thinking": True,
@@ -217,12 +220,17 @@ def lf_processor(lf: Any, processor_cls: Any, name: str, case: dict[str, Any], t
         train_on_prompt=False,
         mask_history=case["mask_history"],
         cutoff_len=case["cutoff_len"],
-        tool_format=None,
+        tool_format=case["tool_format"],
         default_system=None,
         enable_thinking=case["enable_thinking"],
         preserve_thinking=False,
     )
-    template = lf.get_template_and_fix_tokenizer(tok, data_args)
+    registered = lf.TEMPLATES[name]
+    lf.TEMPLATES[name] = copy.deepcopy(registered)  # it sets tool_format etc. on the registered template
+    try:
+        template = lf.get_template_and_fix_tokenizer(tok, data_args)
+    finally:
+        lf.TEMPLATES[name] = registered
     return _call(processor_cls, template=template, tokenizer=tok, processor=None, data_args=data_args)
 
 

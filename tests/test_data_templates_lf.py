@@ -81,6 +81,7 @@ def test_template_gives_the_reference_ids_and_labels(source, name, base_data, mo
             cutoff_len=case["cutoff_len"],
             mask_history=case["mask_history"],
             enable_thinking=case["enable_thinking"],
+            tool_format=case["tool_format"],
         )
         messages = case.get("messages") or FACTS["conversations"][case["conversation"]]
         ids, labels = encode(data, tok, messages, case["system"], FACTS["tools"] if case["tools"] else "")
