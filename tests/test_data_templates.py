@@ -234,9 +234,8 @@ def pieces_ids(tok, data_args, messages, system="", tools=""):
     renderer = build_renderer(data_args, tok)
     turns = renderer.turns(messages, system, tools)
     flat = encode_pieces(tok, [p for turn in turns for p in turn])
-    return supervise(
-        [(flat[2 * i], flat[2 * i + 1]) for i in range(len(turns))], 1024, False, data_args.mask_history
-    )
+    pairs = [(flat[2 * i], flat[2 * i + 1]) for i in range(len(turns))]
+    return supervise(pairs, 1024, False, data_args.mask_history, renderer.closing_eos)
 
 
 def data_args(**kw):
@@ -395,3 +394,28 @@ def test_qwen3_5_lists_tools_as_json_and_writes_calls_as_xml_parameters(tokenize
     assert answers == f"{call}<|im_end|>\n3<|im_end|>\n"
     thinking, _ = pieces_ids(tokenizer, data_args(template="qwen3_5"), messages[:2])
     assert EMPTY_THOUGHT in tokenizer.decode(thinking)  # the reasoning variant, as qwen3
+
+
+def test_efficient_eos_one_closing_eos_that_also_labels_each_later_prompt_start(tokenizer):
+    """glm4 (LLaMA-Factory's efficient_eos): answers carry no EOS; one EOS closes the sequence and is the label of
+    the first token of the second turn's prompt (the model learns to stop after the first answer too)."""
+    messages = [
+        {"role": "user", "content": "Q1"},
+        {"role": "assistant", "content": "A1"},
+        {"role": "user", "content": "Q2"},
+        {"role": "assistant", "content": "A2"},
+    ]
+    ids, labels = pieces_ids(tokenizer, data_args(template="glm4"), messages)
+    eos = tokenizer.eos_token_id
+    prompt1 = enc(tokenizer, "[gMASK]<sop>") + enc(tokenizer, "<|user|>\nQ1<|assistant|>")
+    answer1 = enc(tokenizer, "\nA1")
+    ids_expected, labels_expected = expect(
+        tokenizer,
+        (prompt1, False),
+        (answer1, True),
+        ("<|user|>\nQ2<|assistant|>", False),
+        ("\nA2", True),
+        ([eos], True),
+    )
+    labels_expected[len(prompt1) + len(answer1)] = eos  # the second prompt's first token: trained to stop
+    assert (ids, labels) == (ids_expected, labels_expected)
