@@ -74,3 +74,22 @@ def test_prompts_match_the_chat_template_with_system_and_history():
 def test_a_quantised_base_loads_for_inference(tiny_model_dir):
     loaded = load_for_inference(inference_config(str(tiny_model_dir), ["quantization_bit=4"]))
     assert loaded.model.is_quantized
+
+
+@pytest.mark.parametrize("thinking", ["true", "false"])
+def test_reasoning_chat_prompt_is_llamafactory_one_turn_encoding(thinking):
+    """As LLaMA-Factory's chat (encode_oneturn): earlier answers lose their thoughts and get no empty one; with
+    enable_thinking false the prompt ends with an empty thought."""
+    tok = tiny_tokenizer()
+    cfg = load_config(
+        None, ["model_name_or_path=builtin:tiny", "template=qwen3", f"enable_thinking={thinking}"]
+    )
+    chat = [
+        {"role": "user", "content": "Q1"},
+        {"role": "assistant", "content": "<think>\nhmm\n</think>\n\nA1"},
+        {"role": "user", "content": "Q2"},
+    ]
+    text = tok.decode(PromptBuilder(cfg, tok).chat(chat))
+    history = "<|im_start|>user\nQ1<|im_end|>\n<|im_start|>assistant\nA1<|im_end|>\n"
+    tail = "<think>\n\n</think>\n\n" if thinking == "false" else ""
+    assert text == history + "<|im_start|>user\nQ2<|im_end|>\n<|im_start|>assistant\n" + tail
