@@ -46,6 +46,7 @@ def _hf_losses(model, batches, tmp_path) -> list[float]:
         optim="galore_adamw_layerwise",
         optim_target_modules=TARGETS,
         optim_args="rank=4,update_proj_gap=2",
+        weight_decay=0.1,  # transformers drops it for GaLore
         **REFERENCE_ARGS,
         disable_tqdm=True,
         seed=0,
@@ -63,8 +64,7 @@ def _ours(model, batches, tmp_path, *extra: str):
         "optim=galore_adamw_layerwise",
         f"optim_target_modules={TARGETS}",
         "optim_args=rank=4,update_proj_gap=2",
-        "adam_epsilon=1e-6",  # transformers' GaLore takes the class defaults (eps 1e-6, no weight decay)
-        "weight_decay=0",
+        "weight_decay=0.1",  # ignored by transformers' GaLore (the class defaults: eps 1e-6, no weight decay)
         "logging_steps=1",
         "disable_tqdm=true",
         *extra,

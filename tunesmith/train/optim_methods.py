@@ -249,7 +249,9 @@ def _apollo(model: torch.nn.Module, train: Any, methods: Any) -> torch.optim.Opt
 
 def _hf_low_rank(model: torch.nn.Module, train: Any) -> torch.optim.Optimizer:
     """transformers' `optim: galore_adamw|galore_adamw_8bit|galore_adafactor|apollo_adamw` with
-    `optim_target_modules` and the projection options in `optim_args`."""
+    `optim_target_modules` and the projection options in `optim_args`, built as transformers builds it: the
+    class's own eps/betas and no weight decay (APOLLO: adam_beta1/2 and adam_epsilon on the projected group);
+    other optim_args keys go to the class (transformers drops them)."""
     module, cls_name = HF_LOW_RANK[train.optim]
     if not train.optim_target_modules:
         raise ConfigError(
@@ -259,12 +261,13 @@ def _hf_low_rank(model: torch.nn.Module, train: Any) -> torch.optim.Optimizer:
     options = parse_optim_args(getattr(train, "optim_args", None))
     extra = {**HF_DEFAULTS[module], **{k: v for k, v in options.items() if k in HF_DEFAULTS[module]}}
     kwargs = {k: v for k, v in options.items() if k not in HF_DEFAULTS[module]}
-    if "adafactor" not in train.optim:
-        kwargs = {"betas": (train.adam_beta1, train.adam_beta2), "eps": train.adam_epsilon, **kwargs}
-    else:
+    if module == "apollo_torch":  # as transformers: Adam's betas/eps for the projected group only
+        extra.update(betas=(train.adam_beta1, train.adam_beta2), eps=train.adam_epsilon)
+    if "adafactor" in train.optim:
         kwargs = {"scale_parameter": False, "relative_step": False, **kwargs}
     targets = low_rank_targets(model, train.optim_target_modules, "optim_target_modules")
-    groups = _split_low_rank(model, targets, train.weight_decay, extra)
+    # transformers replaces the weight-decay groups by its low-rank ones: no weight decay, the class's defaults
+    groups = _split_low_rank(model, targets, 0.0, extra)
     kwargs = {"lr": train.learning_rate, **kwargs}
     return _low_rank(cls, groups, kwargs, "optim_args", train, train.optim.endswith(LAYERWISE))
 
