@@ -38,7 +38,8 @@ WORKER_KEYS = (
     "dataset_num_proc",
     "dataloader_num_workers",
 )  # capped at MAX_PROCS
-PARALLEL_KEYS = (  # parallel degrees above the processes here are capped at MAX_PROCS too
+PARALLEL_KEYS = (  # parallel degrees: capped at MAX_PROCS, and run with that many processes
+    "fsdp_size",
     "sequence_parallel_size",
     "cp_size",
     "tp_size",
@@ -58,6 +59,7 @@ class RunFolder:
 
     def __init__(self, root: Path, inv: Invocation) -> None:
         self.root, self.inv = root, inv
+        self.degree = 1  # the largest parallel degree the config asks for (after capping)
         self.data = root / "data"
         self.data.mkdir(parents=True, exist_ok=True)
         fixtures.write_image(root)
@@ -95,12 +97,22 @@ def prepare(entry: Entry, inv: Invocation, root: Path) -> RunFolder:
     _rewrite_flags(run)
     _model_of_id(run)
     _template_tokens(run)
+    _processes_for_degree(run)
     _rewrite_env(inv)
     if inv.config is not None:
         target = root / inv.config_path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(yaml.safe_dump(inv.config, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return run
+
+
+def _processes_for_degree(run: RunFolder) -> None:
+    """A config asking for a parallel degree (fsdp/cp/tp/ep size) that the processes it names cannot hold runs with
+    that many processes (capped at MAX_PROCS): its launcher would start them (torchrun over the node's devices)."""
+    env = run.inv.env
+    if run.degree > int(env.get("NPROC_PER_NODE", "1") or 1):
+        run.inv.notes.append(f"NPROC_PER_NODE={run.degree}: the processes its parallel degree needs")
+        env["NPROC_PER_NODE"] = str(run.degree)
 
 
 def _model_of_id(run: RunFolder) -> None:
@@ -185,6 +197,8 @@ def _rewrite_config(run: RunFolder, config: dict[str, Any], source: str) -> None
             if isinstance(section.get(key), int) and section[key] > MAX_PROCS:
                 inv.notes.append(f"{key}: {section[key]} -> {MAX_PROCS} (2 CPU cores)")
                 section[key] = MAX_PROCS
+            if key in PARALLEL_KEYS and isinstance(section.get(key), int):
+                run.degree = max(run.degree, section[key])
     for key in NETWORK_KEYS:
         for section in _sections(config):
             if section.pop(key, None):
@@ -312,6 +326,8 @@ def _rewrite_flags(run: RunFolder) -> None:
         if value and value.isdigit() and int(value) > MAX_PROCS:
             inv.notes.append(f"--{key} {value} -> {MAX_PROCS} (2 CPU cores)")
             flags.set(key, str(MAX_PROCS))
+        if value and value.isdigit() and key.rpartition(".")[2] in PARALLEL_KEYS:
+            run.degree = max(run.degree, min(int(value), MAX_PROCS))
     for key in NETWORK_KEYS:
         if flags.remove(key):
             inv.notes.append(f"--{key} removed (no network here)")
