@@ -15,7 +15,7 @@ QUOTED = re.compile(r"""['"`]([A-Za-z_][\w.\-]*)['"`]""")
 @dataclass
 class Outcome:
     entry: str  # source/file
-    status: str  # trained | resolved | refused | crash
+    status: str  # trained | ran (export / chat, exit 0) | resolved (plan) | refused | crash | skipped
     key: str = ""  # the key a refusal names
     message: str = ""  # the one-line error, or what crashed
     seconds: float = 0.0

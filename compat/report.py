@@ -26,7 +26,7 @@ A command line runs as the tunesmith command that stands for the peer's: `swift 
 LLaMA-Factory's `llamafactory-cli train FILE` -> `tunesmith train FILE` (`export` / `chat` for the merge and
 inference examples).
 
-Outcomes: **{ok}** (exit 0{ok_note}), **refused** (non-zero exit with a one-line error; the key it names is
+Outcomes: **{ok}** (exit 0{ok_note}), **ran** (an `export` / `chat` example that exits 0), **refused** (non-zero exit with a one-line error; the key it names is
 listed), **crash** (a traceback, a timeout, or an exit without a one-line error: each is a bug); **skipped**:
 `export` / `chat` examples, which only the subprocess mode runs.
 Measured {date}.
@@ -50,15 +50,17 @@ def format_summary(outcomes: list[Outcome]) -> str:
     ok = "resolved" if any(o.status == "resolved" for o in outcomes) else "trained"
     table = per_source(outcomes)
     table["**all**"] = sum(table.values(), Counter())
-    columns = [ok, "refused", "crash"] + (["skipped"] if table["**all**"]["skipped"] else [])
+    passed = [ok] + (["ran"] if table["**all**"]["ran"] else [])  # export / chat examples that exit 0
+    columns = [*passed, "refused", "crash"] + (["skipped"] if table["**all**"]["skipped"] else [])
     lines = [
-        f"| source | configs | {' | '.join(columns)} | {ok} share |",
+        f"| source | configs | {' | '.join(columns)} | {' + '.join(passed)} share |",
         "| --- | ---: | " + "---: | " * len(columns) + "---: |",
     ]
     for source, counts in table.items():
         total = sum(counts.values())
         cells = " | ".join(str(counts[c]) for c in columns)
-        lines.append(f"| {source} | {total} | {cells} | {counts[ok] / max(total, 1):.0%} |")
+        share = sum(counts[c] for c in passed) / max(total, 1)
+        lines.append(f"| {source} | {total} | {cells} | {share:.0%} |")
     return "\n".join(lines)
 
 

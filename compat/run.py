@@ -74,7 +74,7 @@ def run_entry(entry: Entry, work: Path, plan_only: bool, timeout: float) -> Outc
     except subprocess.TimeoutExpired as exc:
         rc, out, err = None, _text(exc.stdout), _text(exc.stderr)
     seconds = time.monotonic() - start
-    ok = "resolved" if plan_only or inv.command not in TRAINING else "trained"
+    ok = "resolved" if plan_only else "trained" if inv.command in TRAINING else "ran"
     status, key, message = classify(rc, out, err, ok)
     if status == "trained" and not (root / "output" / "trainer_state.json").is_file():
         status, message = "crash", "exit 0 but no output/trainer_state.json"
