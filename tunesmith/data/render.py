@@ -120,6 +120,9 @@ class SlotRenderer:
         messages = _with_thinking(messages, self.enable_thinking, history_only, t.thought_words)
         encoded = [self._message(i, m, system, tools) for i, m in enumerate(messages)]
         pairs = [(encoded[i], encoded[i + 1]) for i in range(0, len(encoded), 2)]
+        separator = self._fill(t.separator, "")
+        pairs[1:] = [([*separator, *prompt], answer) for prompt, answer in pairs[1:]]
+        pairs[-1] = (pairs[-1][0], [*pairs[-1][1], *self._fill(t.closing, "")])
         if t.reasoning:
             indices = [len(pairs) - 1] if history_only else range(len(pairs))
             for k in indices:
@@ -231,7 +234,16 @@ def _special_ids(template: SlotTemplate, tokenizer: PreTrainedTokenizerBase) -> 
 
 
 def _all_slots(t: SlotTemplate) -> list[tuple]:
-    return [t.user, t.assistant, t.system_slots, t.observation_slots, t.function_slots, t.prefix]
+    return [
+        t.user,
+        t.assistant,
+        t.system_slots,
+        t.observation_slots,
+        t.function_slots,
+        t.prefix,
+        t.separator,
+        t.closing,
+    ]
 
 
 def _digest(text: str) -> str:

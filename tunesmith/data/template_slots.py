@@ -35,6 +35,8 @@ class SlotTemplate:
     observation: Slots | None = None
     function: Slots | None = None
     prefix: Slots = ()
+    separator: Slots = ()  # opens every prompt after the first, untrained (ms-swift's chat_sep after its end token)
+    closing: Slots = ()  # ends the last answer only, trained (ms-swift's suffix where earlier answers end without it)
     default_system: str = ""
     stop_words: tuple[str, ...] = ()
     replace_eos: bool = False  # the template's end-of-turn token (stop_words[0]) acts as EOS

@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from tunesmith.config.dialects import notes, swift_options
+from tunesmith.config.dialects import notes, swift_options, swift_templates
 from tunesmith.config.dialects.base import (
     Dialect,
     Entry,
@@ -255,6 +255,7 @@ DATA = {
     "padding_free": convert(padding_free, "batching_strategy: padding_free"),
 }
 TEMPLATE = {
+    "template": convert(swift_templates.template, swift_templates.NOTE),
     "system": alias("default_system"),
     "agent_template": convert(swift_options.agent_template, "tool_format (hermes: qwen)"),
     "use_chat_template": fixed(
@@ -264,7 +265,7 @@ TEMPLATE = {
     "sequence_parallel_size": alias("cp_size"),
     "template_backend": fixed(
         "swift",
-        "templates are tunesmith's LLaMA-Factory-compatible ones, or the "
+        "templates are built in (ms-swift's names become the ones with the same layout), or the "
         "tokenizer's own Jinja template when template is unset",
     ),
     "response_prefix": refuse("adds a prefix to every response; put it in the data or the template"),
@@ -561,5 +562,7 @@ DIALECT = Dialect(
     NAMES,
     MARKERS,
     DEFAULTS,
-    overrides=frozenset({"train_type", "lora_dtype", "model_kwargs", "optimizer", "lazy_tokenize"}),
+    overrides=frozenset(
+        {"train_type", "lora_dtype", "model_kwargs", "optimizer", "lazy_tokenize", "template"}
+    ),
 )
