@@ -4,7 +4,7 @@ templates its users write with `--template`, on fixed conversations, with the ti
 ms-swift is not installed: its released wheel is unpacked into a temporary folder and only `swift.template` is
 imported (the `swift` package's `__init__` is skipped; the few `modelscope` and `json_repair` names its utilities
 import are stubbed: hub access, which the templates do not use, raises). Each row is encoded as `swift sft` does:
-`Template.encode` in training mode, `loss_scale` default, no truncation.
+`Template.encode` in training mode, `loss_scale` default (and last_round), no truncation.
 
     pip download --no-deps ms-swift==4.6.0 -d /tmp/swift
     .venv/bin/python scripts/swift_template_facts.py --wheel /tmp/swift/ms_swift-4.6.0-py3-none-any.whl
@@ -83,9 +83,18 @@ THOUGHTS = [
     {"role": "assistant", "content": "A2"},
 ]
 CONVERSATIONS = {"single": SINGLE, "multi": MULTI, "thoughts": THOUGHTS}
-# (case, conversation, system): None is "not given" (the template's default system applies).
-CASES = [("single", "single", None), ("multi_system", "multi", "Be brief."), ("multi", "multi", None)]
-THINKING_CASES = [("thoughts", "thoughts", None), ("thoughts_system", "thoughts", "Be brief.")]
+# (case, conversation, system, loss_scale): system None is "not given" (the template's default system applies).
+CASES = [
+    ("single", "single", None, "default"),
+    ("multi_system", "multi", "Be brief.", "default"),
+    ("multi", "multi", None, "default"),
+    ("multi_last_round", "multi", "Be brief.", "last_round"),
+]
+THINKING_CASES = [
+    ("thoughts", "thoughts", None, "default"),
+    ("thoughts_system", "thoughts", "Be brief.", "default"),
+    ("thoughts_last_round", "thoughts", None, "last_round"),
+]
 
 
 def load_swift(src: Path) -> Any:
@@ -160,14 +169,16 @@ def tokenizer_for(tokens: list[str], specials: dict[str, str], adds_bos: bool) -
     return tok
 
 
-def encode(swift: Any, name: str, tok: Any, messages: list[dict], system: str | None) -> dict[str, list[int]]:
-    """ms-swift's training encoding of one row (what `swift sft` feeds the model)."""
+def encode(
+    swift: Any, name: str, tok: Any, messages: list[dict], system: str | None, loss_scale: str
+) -> dict[str, list[int]]:
+    """ms-swift's training encoding of one row (what `swift sft --loss_scale LOSS_SCALE` feeds the model)."""
     tok.model_info = types.SimpleNamespace(
         config=None, task_type="causal_lm", max_model_len=None, model_dir=None
     )
     tok.model_meta = types.SimpleNamespace(is_multimodal=False)
     meta = swift.TEMPLATE_MAPPING[name]
-    template = meta.template_cls(tok, meta, None, None)
+    template = meta.template_cls(tok, meta, None, None, loss_scale=loss_scale)
     template.set_mode("train")
     head = [] if system is None else [{"role": "system", "content": system}]
     out = template.encode({"messages": head + messages})
@@ -180,10 +191,11 @@ def template_facts(swift: Any, name: str) -> dict[str, Any]:
     adds_bos = name in TOKENIZER_BOS
     reasoning = bool(meta.is_thinking or meta.non_thinking_prefix)
     rows = []
-    for case, conversation, system in CASES + (THINKING_CASES if reasoning else []):
+    for case, conversation, system, loss_scale in CASES + (THINKING_CASES if reasoning else []):
         tok = tokenizer_for(tokens, specials, adds_bos)
-        encoded = encode(swift, name, tok, CONVERSATIONS[conversation], system)
-        rows.append({"name": case, "conversation": conversation, "system": system, **encoded})
+        encoded = encode(swift, name, tok, CONVERSATIONS[conversation], system, loss_scale)
+        row = {"name": case, "conversation": conversation, "system": system, "loss_scale": loss_scale}
+        rows.append({**row, **encoded})
     return {
         "special_tokens": tokens,
         **specials,

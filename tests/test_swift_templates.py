@@ -1,10 +1,10 @@
 """ms-swift's `--template` names under the swift dialect give the ids and labels ms-swift's own code gives.
 
 tests/facts/swift_templates.json holds, per ms-swift text template users write, the (input_ids, labels) of
-ms-swift's `Template.encode` in training mode (loss_scale default; release named in the file) on fixed
-conversations (single turn, multi turn with and without a system, thoughts for reasoning templates), with the tiny
-test tokenizer plus the template's special tokens and, as BOS/EOS, the literal ones its prefix/suffix write. It is
-written once, by
+ms-swift's `Template.encode` in training mode (release named in the file) on fixed conversations (single turn,
+multi turn with and without a system, thoughts for reasoning templates; loss_scale default, and last_round), with
+the tiny test tokenizer plus the template's special tokens and, as BOS/EOS, the literal ones its prefix/suffix
+write (InternLM2's tokenizer adds its BOS itself, as the real one does). It is written once, by
 
     pip download --no-deps ms-swift==4.6.0 -d /tmp/swift
     .venv/bin/python scripts/swift_template_facts.py --wheel /tmp/swift/ms_swift-4.6.0-py3-none-any.whl
@@ -16,6 +16,7 @@ before anything loads.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from tokenizers import processors
 
 from tunesmith.config import load_config
 from tunesmith.config.dialects.swift_templates import (
+    LAST_ROUND_DIFFERS,
     SWIFT_MULTIMODAL_TEMPLATES,
     SWIFT_TEMPLATES,
     SWIFT_TEXT_TEMPLATES,
@@ -58,15 +60,30 @@ def encode(data, tok, messages, system=""):
 
 @pytest.mark.parametrize("name", sorted(SWIFT_TEMPLATES))
 def test_swift_template_gives_swifts_ids_and_labels(name):
+    """Each case as `swift sft --template NAME [--loss_scale last_round]`; where ms-swift's last_round differs
+    from mask_history for this template, the combination is refused, and the facts show that it differs."""
     facts = FACTS["templates"][name]
-    data = load_config(None, [*SWIFT, "--template", name]).data
-    assert data.template == SWIFT_TEMPLATES[name]
     tok = tokenizer_for(facts)
+    differs = []  # per refused case: whether mask_history gives other ids or labels than ms-swift's last_round
     for case in facts["cases"]:
+        args = [*SWIFT, "--template", name, "--loss_scale", case["loss_scale"]]
         messages = FACTS["conversations"][case["conversation"]]
+        if case["loss_scale"] == "last_round" and name in LAST_ROUND_DIFFERS:
+            with pytest.raises(
+                ConfigError, match=r"^'template' .*with loss_scale last_round, ms-swift's template"
+            ):
+                load_config(None, args)
+            data = dataclasses.replace(load_config(None, args[:-2]).data, mask_history=True)
+            differs.append(
+                encode(data, tok, messages, case["system"] or "") != (case["input_ids"], case["labels"])
+            )
+            continue
+        data = load_config(None, args).data
+        assert data.template == SWIFT_TEMPLATES[name]
         ids, labels = encode(data, tok, messages, case["system"] or "")
         assert ids == case["input_ids"], (name, case["name"], tok.decode(ids), tok.decode(case["input_ids"]))
         assert labels == case["labels"], (name, case["name"])
+    assert not differs or any(differs), f"{name}: last_round matches ms-swift, no need to refuse it"
 
 
 def test_swift_system_replaces_the_default_system():

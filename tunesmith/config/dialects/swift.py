@@ -255,7 +255,7 @@ DATA = {
     "padding_free": convert(padding_free, "batching_strategy: padding_free"),
 }
 TEMPLATE = {
-    "template": convert(swift_templates.template, swift_templates.NOTE),
+    "template": convert_in_context(swift_templates.template, swift_templates.NOTE),
     "system": alias("default_system"),
     "agent_template": convert(swift_options.agent_template, "tool_format (hermes: qwen)"),
     "use_chat_template": fixed(

@@ -4,6 +4,7 @@ tests/facts/swift_templates.json); ms-swift's other names are refused before any
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from tunesmith.utils.errors import ConfigError
@@ -33,6 +34,20 @@ SWIFT_TEMPLATES = {
     "yi_coder": "swift_qwen",
     "internlm2": "intern2",
     "zephyr": "swift_zephyr",
+}
+# Mapped templates whose ids or labels differ from ms-swift's with `--loss_scale last_round` (tunesmith's
+# mask_history): what ms-swift does there.
+_DROPS_THOUGHTS = "drops the earlier answers' thoughts, which the template mapped here keeps"
+_EMPTY_THOUGHTS = "gives every earlier answer an empty thought, where mask_history here strips them"
+_NEXT_TURN = "leaves the end token opening each later turn unlabelled, which efficient_eos labels here"
+LAST_ROUND_DIFFERS = {
+    "qwen3_thinking": _DROPS_THOUGHTS,
+    "qwq": _DROPS_THOUGHTS,
+    "deepseek_r1": _DROPS_THOUGHTS,
+    "glm4_5": _EMPTY_THOUGHTS,
+    "deepseek_v3_1": _EMPTY_THOUGHTS,
+    "glm4": _NEXT_TURN,
+    "chatglm4": _NEXT_TURN,
 }
 # ms-swift text templates refused for a reason of their own.
 WHY_NOT = {
@@ -86,11 +101,17 @@ NOTE = (
 )
 
 
-def template(value: Any) -> dict[str, Any]:
+def template(value: Any, context: Mapping[str, Any]) -> dict[str, Any]:
     """`--template NAME` -> the tunesmith template laid out as ms-swift's NAME; a name ms-swift does not have
     is taken as tunesmith's own template name (checked when the renderer is built)."""
     name = str(value).strip()
     if name in SWIFT_TEMPLATES:
+        base = str(context.get("loss_scale") or "").split("+")[0].strip().lower()
+        if base == "last_round" and name in LAST_ROUND_DIFFERS:
+            raise ConfigError(
+                f"with loss_scale last_round, ms-swift's template {name!r} {LAST_ROUND_DIFFERS[name]}; "
+                "use loss_scale default, or leave template unset to use the tokenizer's own chat template"
+            )
         return {"template": SWIFT_TEMPLATES[name]}
     if name in SWIFT_MULTIMODAL_TEMPLATES:
         raise ConfigError(
