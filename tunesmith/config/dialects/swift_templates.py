@@ -1,12 +1,14 @@
-"""ms-swift's `--template` names: each text template whose layout is built in becomes the tunesmith template that
-gives the same ids and labels (tests/test_swift_templates.py checks every pair against ms-swift's own code, in
-tests/facts/swift_templates.json); ms-swift's other names are refused before anything loads."""
+"""ms-swift's template arguments; its `--template` names: each text template whose layout is built in becomes the
+tunesmith template that gives the same ids and labels (tests/test_swift_templates.py checks every pair against
+ms-swift's own code, in tests/facts/swift_templates.json); ms-swift's other names are refused before anything loads."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
+from tunesmith.config.dialects import swift_options
+from tunesmith.config.dialects.base import alias, convert, convert_in_context, fixed, refuse
 from tunesmith.utils.errors import ConfigError
 
 # ms-swift name -> the tunesmith template with the same layout (`swift_*`: ms-swift's own layouts).
@@ -122,3 +124,32 @@ def template(value: Any, context: Mapping[str, Any]) -> dict[str, Any]:
         why = WHY_NOT.get(name, "whose layout is not built in here")
         raise ConfigError(f"{name!r} is ms-swift's template, {why}; {_UNSET}")
     return {"template": value}
+
+
+# ms-swift's template arguments (swift/arguments/base_args/template_args.py).
+TEMPLATE_ARGUMENTS = {
+    "template": convert_in_context(template, NOTE),
+    "system": alias("default_system"),
+    "agent_template": convert(swift_options.agent_template, "tool_format (hermes: qwen)"),
+    "use_chat_template": fixed(
+        True, "chat data is always rendered with the template; for plain text use stage: pt"
+    ),
+    "padding_side": fixed("right", "training pads on the right (generation pads on the left itself)"),
+    "sequence_parallel_size": alias("cp_size"),
+    "template_backend": fixed(
+        "swift",
+        "templates are built in (ms-swift's names become the ones with the same layout), or the "
+        "tokenizer's own Jinja template when template is unset",
+    ),
+    "response_prefix": refuse("adds a prefix to every response; put it in the data or the template"),
+    "is_binary_loss_scale": refuse("belongs to ms-swift's loss_scale files; use loss_scale"),
+    "preserve_thinking": refuse(
+        "keeps earlier turns' thinking; tunesmith's templates follow enable_thinking", False
+    ),
+    "add_non_thinking_prefix": refuse(
+        "adds an empty-thinking prefix; tunesmith's templates follow enable_thinking", True
+    ),
+    "disable_ignore_empty_think": refuse(
+        "changes how empty thinking blocks are masked; tunesmith's templates follow enable_thinking", False
+    ),
+}
