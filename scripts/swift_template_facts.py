@@ -64,7 +64,8 @@ NAMES = [
 TOKEN = re.compile(r"<\|[^<>|\s]+\|>|<｜[^<>\s]+?｜>|</?[a-z_]+>|\[/?[A-Z_]+\]|\[gMASK\]")
 MODEL_BOS = ("<s>", "<bos>", "<|begin_of_text|>", "<｜begin▁of▁sentence｜>")
 MODEL_EOS = ("</s>", "<｜end▁of▁sentence｜>")
-# Models whose tokenizer adds its BOS itself (ms-swift's auto_add_bos templates then start with it): InternLM2's <s>.
+# Models whose tokenizer adds its BOS itself (ms-swift's auto_add_bos templates then open with it): InternLM2's
+# <s>, in every case.
 TOKENIZER_BOS = {"internlm2": "<s>"}
 TINY_BOS = "<|tiny_bos|>"  # the tiny tokenizer has none: one is added so BOS slots show
 SINGLE = [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello!"}]
@@ -186,20 +187,24 @@ def encode(
 
 
 def template_facts(swift: Any, name: str) -> dict[str, Any]:
+    """The template's cases; an auto_add_bos template (the sequence opens with what the tokenizer's encoding puts
+    first) is also encoded with a tokenizer that adds its BOS (`tokenizer_adds_bos`)."""
     meta = swift.TEMPLATE_MAPPING[name]
     tokens, specials = special_tokens(meta), model_tokens(meta)
-    adds_bos = name in TOKENIZER_BOS
     reasoning = bool(meta.is_thinking or meta.non_thinking_prefix)
+    cases = [(*c, name in TOKENIZER_BOS) for c in CASES + (THINKING_CASES if reasoning else [])]
+    if meta.auto_add_bos and name not in TOKENIZER_BOS:
+        cases += [(f"{c[0]}_tokenizer_bos", *c[1:], True) for c in CASES[:2]]
     rows = []
-    for case, conversation, system, loss_scale in CASES + (THINKING_CASES if reasoning else []):
+    for case, conversation, system, loss_scale, adds_bos in cases:
         tok = tokenizer_for(tokens, specials, adds_bos)
         encoded = encode(swift, name, tok, CONVERSATIONS[conversation], system, loss_scale)
         row = {"name": case, "conversation": conversation, "system": system, "loss_scale": loss_scale}
-        rows.append({**row, **encoded})
+        rows.append({**row, "tokenizer_adds_bos": adds_bos, **encoded})
     return {
         "special_tokens": tokens,
         **specials,
-        "tokenizer_adds_bos": adds_bos,
+        "auto_add_bos": meta.auto_add_bos,
         "default_system": meta.default_system,
         "reasoning": reasoning,
         "cases": rows,

@@ -39,12 +39,12 @@ FACTS = json.loads((Path(__file__).parent / "facts" / "swift_templates.json").re
 SWIFT = ["--model", "builtin:tiny", "--tuner_type", "lora"]
 
 
-def tokenizer_for(facts: dict):
-    """The facts' tokenizer: the template's tokens, its BOS/EOS, and (InternLM2) a BOS added by the tokenizer."""
+def tokenizer_for(facts: dict, adds_bos: bool = False):
+    """The facts' tokenizer: the template's tokens, its BOS/EOS; `adds_bos`: its encoding opens with BOS."""
     tok = tiny_tokenizer()
     tok.add_special_tokens({k: facts[k] for k in ("bos_token", "eos_token") if k in facts})
     tok.add_tokens(facts["special_tokens"], special_tokens=True)
-    if facts["tokenizer_adds_bos"]:
+    if adds_bos:
         bos = (tok.bos_token, tok.bos_token_id)
         tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
             single=f"{bos[0]} $A", pair=f"{bos[0]} $A $B", special_tokens=[bos]
@@ -63,9 +63,9 @@ def test_swift_template_gives_swifts_ids_and_labels(name):
     """Each case as `swift sft --template NAME [--loss_scale last_round]`; where ms-swift's last_round differs
     from mask_history for this template, the combination is refused, and the facts show that it differs."""
     facts = FACTS["templates"][name]
-    tok = tokenizer_for(facts)
     differs = []  # per refused case: whether mask_history gives other ids or labels than ms-swift's last_round
     for case in facts["cases"]:
+        tok = tokenizer_for(facts, case["tokenizer_adds_bos"])
         args = [*SWIFT, "--template", name, "--loss_scale", case["loss_scale"]]
         messages = FACTS["conversations"][case["conversation"]]
         if case["loss_scale"] == "last_round" and name in LAST_ROUND_DIFFERS:
@@ -91,7 +91,9 @@ def test_swift_system_replaces_the_default_system():
     facts = FACTS["templates"]["default"]
     case = next(c for c in facts["cases"] if c["name"] == "multi_system")
     data = load_config(None, [*SWIFT, "--template", "default", "--system", case["system"]]).data
-    ids, labels = encode(data, tokenizer_for(facts), FACTS["conversations"]["multi"])
+    ids, labels = encode(
+        data, tokenizer_for(facts, case["tokenizer_adds_bos"]), FACTS["conversations"]["multi"]
+    )
     assert (ids, labels) == (case["input_ids"], case["labels"])
 
 

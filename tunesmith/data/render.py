@@ -104,9 +104,10 @@ class SlotRenderer:
         self.tool_texts = TOOL_FORMATS.get(template.tool_format)
         self.ids = _special_ids(template, tokenizer)
         self.closing_eos = self.ids["eos_token"] if template.efficient_eos else None
+        self.opening = _added_prefix(tokenizer) if template.auto_bos else []
         self._thought, self._tool_call = _between(template.thought_words), _between(template.tool_call_words)
         self.fingerprint = _digest(
-            repr((template, self.default_system, enable_thinking, mask_history, self.ids))
+            repr((template, self.default_system, enable_thinking, mask_history, self.ids, self.opening))
         )
 
     def turns(
@@ -123,6 +124,7 @@ class SlotRenderer:
         separator = self._fill(t.separator, "")
         pairs[1:] = [([*separator, *prompt], answer) for prompt, answer in pairs[1:]]
         pairs[-1] = (pairs[-1][0], [*pairs[-1][1], *self._fill(t.closing, "")])
+        pairs[0] = ([*self.opening, *pairs[0][0]], pairs[0][1])
         if t.reasoning:
             indices = [len(pairs) - 1] if history_only else range(len(pairs))
             for k in indices:
@@ -231,6 +233,14 @@ def _special_ids(template: SlotTemplate, tokenizer: PreTrainedTokenizerBase) -> 
         )
     eos = vocab[template.stop_words[0]] if template.replace_eos else tokenizer.eos_token_id
     return {"bos_token": tokenizer.bos_token_id, "eos_token": eos, **{n: vocab[n] for n in needed}}
+
+
+def _added_prefix(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """The ids the tokenizer's own encoding puts before a text (its BOS, if it adds one), as ms-swift's
+    auto_add_bos finds them."""
+    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    full = tokenizer("a")["input_ids"]
+    return full[: full.index(plain[0])] if len(plain) == 1 and plain[0] in full else []
 
 
 def _all_slots(t: SlotTemplate) -> list[tuple]:

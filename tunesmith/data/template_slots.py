@@ -48,6 +48,7 @@ class SlotTemplate:
     system_in_user: bool = False  # the system text opens the first user turn instead of its own slot (llama2)
     # one EOS ends the whole sequence (not each answer); it is the label of each later turn's first prompt token
     efficient_eos: bool = False
+    auto_bos: bool = False  # the sequence opens with what the tokenizer's own encoding puts first (ms-swift)
 
     @property
     def system_slots(self) -> Slots:

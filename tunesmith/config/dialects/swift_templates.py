@@ -14,7 +14,7 @@ from tunesmith.utils.errors import ConfigError
 # ms-swift name -> the tunesmith template with the same layout (`swift_*`: ms-swift's own layouts).
 SWIFT_TEMPLATES = {
     "default": "swift_default",
-    "chatml": "chatml",
+    "chatml": "swift_chatml",
     "qwen": "swift_qwen",
     "qwen2_5": "qwen",
     "qwen3": "qwen3",
@@ -32,8 +32,8 @@ SWIFT_TEMPLATES = {
     "gemma": "swift_gemma",
     "gemma3_text": "swift_gemma3_text",
     "phi3": "swift_phi3",
-    "phi4": "phi4",
-    "yi_coder": "swift_qwen",
+    "phi4": "swift_phi4",
+    "yi_coder": "swift_yi_coder",
     "internlm2": "intern2",
     "zephyr": "swift_zephyr",
 }

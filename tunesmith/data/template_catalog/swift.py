@@ -1,6 +1,7 @@
 """ms-swift's own layouts where they differ from every LLaMA-Factory template: named `swift_<ms-swift name>`, so
 they never clash with LLaMA-Factory's names. ms-swift ends an answer with its end token alone (the newline after it
-opens the next turn, untrained: `separator`), and some of its templates carry another default system.
+opens the next turn, untrained: `separator`), some of its templates carry another default system, and many open
+with the BOS the tokenizer's own encoding adds (`auto_bos`, its auto_add_bos).
 
 tests/test_swift_templates.py checks each against the ids ms-swift's own code produces
 (tests/facts/swift_templates.json).
@@ -47,6 +48,7 @@ _GLM4 = SlotTemplate(  # the next turn's <|user|> ends an answer: its label, and
     replace_eos=True,
     efficient_eos=True,
     tool_format="glm4",
+    auto_bos=True,
 )
 
 TEMPLATES = (
@@ -58,8 +60,12 @@ TEMPLATES = (
         separator=("\n\n",),
         closing=(EOS,),
         default_system="You are a helpful assistant.",
+        auto_bos=True,
     ),
+    _like("swift_chatml", _BY_NAME["chatml"], auto_bos=True),
     _like("swift_qwen", _BY_NAME["qwen"], default_system="You are a helpful assistant."),
+    _like("swift_yi_coder", _BY_NAME["qwen"], default_system="You are a helpful assistant.", auto_bos=True),
+    _like("swift_phi4", _BY_NAME["phi4"], auto_bos=True),
     _like("swift_llama", _BY_NAME["llama2"], default_system=_LLAMA2_SYSTEM),
     SlotTemplate(
         "swift_gemma",
@@ -80,6 +86,7 @@ TEMPLATES = (
         separator=("\n",),
         stop_words=("<|end|>",),
         replace_eos=True,
+        auto_bos=True,
     ),
     SlotTemplate(
         "swift_zephyr",
