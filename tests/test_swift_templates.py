@@ -64,8 +64,9 @@ def test_swift_template_gives_swifts_ids_and_labels(name):
     from mask_history for this template, the combination is refused, and the facts show that it differs."""
     facts = FACTS["templates"][name]
     differs = []  # per refused case: whether mask_history gives other ids or labels than ms-swift's last_round
+    toks = {adds: tokenizer_for(facts, adds) for adds in {c["tokenizer_adds_bos"] for c in facts["cases"]}}
     for case in facts["cases"]:
-        tok = tokenizer_for(facts, case["tokenizer_adds_bos"])
+        tok = toks[case["tokenizer_adds_bos"]]
         args = [*SWIFT, "--template", name, "--loss_scale", case["loss_scale"]]
         messages = FACTS["conversations"][case["conversation"]]
         if case["loss_scale"] == "last_round" and name in LAST_ROUND_DIFFERS:
