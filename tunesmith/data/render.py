@@ -120,11 +120,7 @@ class SlotRenderer:
         history_only = t.reasoning and (self.mask_history or one_turn)
         messages = _with_thinking(messages, self.enable_thinking, history_only, t.thought_words)
         encoded = [self._message(i, m, system, tools) for i, m in enumerate(messages)]
-        pairs = [(encoded[i], encoded[i + 1]) for i in range(0, len(encoded), 2)]
-        separator = self._fill(t.separator, "")
-        pairs[1:] = [([*separator, *prompt], answer) for prompt, answer in pairs[1:]]
-        pairs[-1] = (pairs[-1][0], [*pairs[-1][1], *self._fill(t.closing, "")])
-        pairs[0] = ([*self.opening, *pairs[0][0]], pairs[0][1])
+        pairs = self._framed([(encoded[i], encoded[i + 1]) for i in range(0, len(encoded), 2)])
         if t.reasoning:
             indices = [len(pairs) - 1] if history_only else range(len(pairs))
             for k in indices:
@@ -134,6 +130,17 @@ class SlotRenderer:
                         pairs[k] = (pairs[k][0], [empty, *pairs[k][1]])
                     else:  # part of the prompt, not trained on
                         pairs[k] = ([*pairs[k][0], empty], pairs[k][1])
+        return pairs
+
+    def _framed(self, pairs: list[Turn]) -> list[Turn]:
+        """The separator before every later prompt, the closing after the last answer, the tokenizer's opening
+        (auto_bos) before everything."""
+        if not pairs:
+            return pairs
+        separator = self._fill(self.template.separator, "")
+        pairs = [pairs[0]] + [([*separator, *prompt], answer) for prompt, answer in pairs[1:]]
+        pairs[-1] = (pairs[-1][0], [*pairs[-1][1], *self._fill(self.template.closing, "")])
+        pairs[0] = ([*self.opening, *pairs[0][0]], pairs[0][1])
         return pairs
 
     def answer_tail(self) -> list[Piece]:
