@@ -104,9 +104,10 @@ class SlotRenderer:
         self.tool_texts = TOOL_FORMATS.get(template.tool_format)
         self.ids = _special_ids(template, tokenizer)
         self.closing_eos = self.ids["eos_token"] if template.efficient_eos else None
+        self.opening = _added_prefix(tokenizer) if template.auto_bos else []
         self._thought, self._tool_call = _between(template.thought_words), _between(template.tool_call_words)
         self.fingerprint = _digest(
-            repr((template, self.default_system, enable_thinking, mask_history, self.ids))
+            repr((template, self.default_system, enable_thinking, mask_history, self.ids, self.opening))
         )
 
     def turns(
@@ -119,7 +120,7 @@ class SlotRenderer:
         history_only = t.reasoning and (self.mask_history or one_turn)
         messages = _with_thinking(messages, self.enable_thinking, history_only, t.thought_words)
         encoded = [self._message(i, m, system, tools) for i, m in enumerate(messages)]
-        pairs = [(encoded[i], encoded[i + 1]) for i in range(0, len(encoded), 2)]
+        pairs = self._framed([(encoded[i], encoded[i + 1]) for i in range(0, len(encoded), 2)])
         if t.reasoning:
             indices = [len(pairs) - 1] if history_only else range(len(pairs))
             for k in indices:
@@ -129,6 +130,17 @@ class SlotRenderer:
                         pairs[k] = (pairs[k][0], [empty, *pairs[k][1]])
                     else:  # part of the prompt, not trained on
                         pairs[k] = ([*pairs[k][0], empty], pairs[k][1])
+        return pairs
+
+    def _framed(self, pairs: list[Turn]) -> list[Turn]:
+        """The separator before every later prompt, the closing after the last answer, the tokenizer's opening
+        (auto_bos) before everything."""
+        if not pairs:
+            return pairs
+        separator = self._fill(self.template.separator, "")
+        pairs = [pairs[0]] + [([*separator, *prompt], answer) for prompt, answer in pairs[1:]]
+        pairs[-1] = (pairs[-1][0], [*pairs[-1][1], *self._fill(self.template.closing, "")])
+        pairs[0] = ([*self.opening, *pairs[0][0]], pairs[0][1])
         return pairs
 
     def answer_tail(self) -> list[Piece]:
@@ -230,8 +242,25 @@ def _special_ids(template: SlotTemplate, tokenizer: PreTrainedTokenizerBase) -> 
     return {"bos_token": tokenizer.bos_token_id, "eos_token": eos, **{n: vocab[n] for n in needed}}
 
 
+def _added_prefix(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """The ids the tokenizer's own encoding puts before a text (its BOS, if it adds one), as ms-swift's
+    auto_add_bos finds them."""
+    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    full = tokenizer("a")["input_ids"]
+    return full[: full.index(plain[0])] if len(plain) == 1 and plain[0] in full else []
+
+
 def _all_slots(t: SlotTemplate) -> list[tuple]:
-    return [t.user, t.assistant, t.system_slots, t.observation_slots, t.function_slots, t.prefix]
+    return [
+        t.user,
+        t.assistant,
+        t.system_slots,
+        t.observation_slots,
+        t.function_slots,
+        t.prefix,
+        t.separator,
+        t.closing,
+    ]
 
 
 def _digest(text: str) -> str:

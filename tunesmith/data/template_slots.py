@@ -35,6 +35,8 @@ class SlotTemplate:
     observation: Slots | None = None
     function: Slots | None = None
     prefix: Slots = ()
+    separator: Slots = ()  # opens every prompt after the first, untrained (ms-swift's chat_sep after its end token)
+    closing: Slots = ()  # ends the last answer only, trained (ms-swift's suffix where earlier answers end without it)
     default_system: str = ""
     stop_words: tuple[str, ...] = ()
     replace_eos: bool = False  # the template's end-of-turn token (stop_words[0]) acts as EOS
@@ -46,6 +48,7 @@ class SlotTemplate:
     system_in_user: bool = False  # the system text opens the first user turn instead of its own slot (llama2)
     # one EOS ends the whole sequence (not each answer); it is the label of each later turn's first prompt token
     efficient_eos: bool = False
+    auto_bos: bool = False  # the sequence opens with what the tokenizer's own encoding puts first (ms-swift)
 
     @property
     def system_slots(self) -> Slots:

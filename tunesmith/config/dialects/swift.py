@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from tunesmith.config.dialects import notes, swift_options
+from tunesmith.config.dialects import notes, swift_options, swift_templates
 from tunesmith.config.dialects.base import (
     Dialect,
     Entry,
@@ -254,31 +254,6 @@ DATA = {
     "packing_strategy": convert(packing_strategy, "best-fit packing (binpack/bfd) is tunesmith's packing"),
     "padding_free": convert(padding_free, "batching_strategy: padding_free"),
 }
-TEMPLATE = {
-    "system": alias("default_system"),
-    "agent_template": convert(swift_options.agent_template, "tool_format (hermes: qwen)"),
-    "use_chat_template": fixed(
-        True, "chat data is always rendered with the template; for plain text use stage: pt"
-    ),
-    "padding_side": fixed("right", "training pads on the right (generation pads on the left itself)"),
-    "sequence_parallel_size": alias("cp_size"),
-    "template_backend": fixed(
-        "swift",
-        "templates are tunesmith's LLaMA-Factory-compatible ones, or the "
-        "tokenizer's own Jinja template when template is unset",
-    ),
-    "response_prefix": refuse("adds a prefix to every response; put it in the data or the template"),
-    "is_binary_loss_scale": refuse("belongs to ms-swift's loss_scale files; use loss_scale"),
-    "preserve_thinking": refuse(
-        "keeps earlier turns' thinking; tunesmith's templates follow enable_thinking", False
-    ),
-    "add_non_thinking_prefix": refuse(
-        "adds an empty-thinking prefix; tunesmith's templates follow enable_thinking", True
-    ),
-    "disable_ignore_empty_think": refuse(
-        "changes how empty thinking blocks are masked; tunesmith's templates follow enable_thinking", False
-    ),
-}
 MODEL = {
     "tuner_type": convert_in_context(
         tuner_type, "finetuning_type (llamapro: full with llamapro_num_new_blocks)"
@@ -477,7 +452,7 @@ NAMES: dict[str, Entry] = {
     **SWANLAB,
     **EVAL,
     **DATA,
-    **TEMPLATE,
+    **swift_templates.TEMPLATE_ARGUMENTS,
     **MODEL,
     **TRAINING,
     **RLHF,
@@ -561,5 +536,7 @@ DIALECT = Dialect(
     NAMES,
     MARKERS,
     DEFAULTS,
-    overrides=frozenset({"train_type", "lora_dtype", "model_kwargs", "optimizer", "lazy_tokenize"}),
+    overrides=frozenset(
+        {"train_type", "lora_dtype", "model_kwargs", "optimizer", "lazy_tokenize", "template"}
+    ),
 )
