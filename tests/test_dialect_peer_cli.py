@@ -134,3 +134,14 @@ def test_swift_lazy_tokenize_is_taken_as_tokenizing_ahead():
     cfg = load_config(None, [*SWIFT, "--lazy_tokenize", "true"])
     taken = {t["key"]: t["how"] for t in cfg.dialect.taken}
     assert cfg.data.lazy_tokenize is False and "tokenized ahead" in taken["lazy_tokenize"]
+
+
+def test_swift_thinking_switches_keep_training_rows_as_swift_trains_them():
+    """ms-swift's enable_thinking acts on inference prompts only; preserve_thinking false would strip thoughts."""
+    off = load_config(None, [*SWIFT, "--enable_thinking", "false"]).data.enable_thinking
+    assert off == load_config(None, SWIFT).data.enable_thinking  # training rows as without it
+    load_config(None, [*SWIFT, "--preserve_thinking", "true"])
+    with pytest.raises(
+        ConfigError, match="'preserve_thinking'.*strips earlier answers' thoughts.*last_round"
+    ):
+        load_config(None, [*SWIFT, "--preserve_thinking", "false"])

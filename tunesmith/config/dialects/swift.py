@@ -537,6 +537,14 @@ DIALECT = Dialect(
     MARKERS,
     DEFAULTS,
     overrides=frozenset(
-        {"train_type", "lora_dtype", "model_kwargs", "optimizer", "lazy_tokenize", "template"}
+        {
+            "train_type",
+            "lora_dtype",
+            "model_kwargs",
+            "optimizer",
+            "lazy_tokenize",
+            "template",
+            "enable_thinking",
+        }
     ),
 )

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tunesmith.config.dialects import swift_options
-from tunesmith.config.dialects.base import alias, convert, convert_in_context, fixed, refuse
+from tunesmith.config.dialects.base import alias, convert, convert_in_context, fixed, inert, refuse, truthy
 from tunesmith.utils.errors import ConfigError
 
 # ms-swift name -> the tunesmith template with the same layout (`swift_*`: ms-swift's own layouts).
@@ -127,6 +127,17 @@ def template(value: Any, context: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # ms-swift's template arguments (swift/arguments/base_args/template_args.py).
+def _preserve_thinking(value: Any) -> dict[str, Any]:
+    """ms-swift trains earlier answers with their thoughts (preserve_thinking true, its training default with the
+    default loss_scale); false strips them, which tunesmith does only with mask_history (last answer trained)."""
+    if value is None or truthy(value):
+        return {}
+    raise ConfigError(
+        "false strips earlier answers' thoughts, which tunesmith does only together with masking them: use "
+        "--loss_scale last_round (mask_history), or drop it"
+    )
+
+
 TEMPLATE_ARGUMENTS = {
     "template": convert_in_context(template, NOTE),
     "system": alias("default_system"),
@@ -143,8 +154,12 @@ TEMPLATE_ARGUMENTS = {
     ),
     "response_prefix": refuse("adds a prefix to every response; put it in the data or the template"),
     "is_binary_loss_scale": refuse("belongs to ms-swift's loss_scale files; use loss_scale"),
-    "preserve_thinking": refuse(
-        "keeps earlier turns' thinking; tunesmith's templates follow enable_thinking", False
+    "preserve_thinking": convert(
+        _preserve_thinking, "true / unset: earlier answers keep their thoughts, as tunesmith trains them"
+    ),
+    "enable_thinking": inert(
+        "ms-swift applies it to inference prompts only; training rows keep their thoughts as written, as ms-swift "
+        "trains them (tunesmith's own enable_thinking, LLaMA-Factory's, also changes the training rows)"
     ),
     "add_non_thinking_prefix": refuse(
         "adds an empty-thinking prefix; tunesmith's templates follow enable_thinking", True
