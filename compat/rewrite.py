@@ -52,6 +52,10 @@ PARALLEL_KEYS = (  # parallel degrees: capped at MAX_PROCS, and run with that ma
 SWIFT_DATA = ("dataset", "val_dataset")
 MAX_PROCS = 2
 MAX_SAMPLE = 1000  # rows a `#N` dataset sample may ask for
+MAX_ACCUMULATION = (
+    4  # gradient_accumulation_steps of a 2-step run (32 x 8 x 2 rows per step ran past 10 minutes)
+)
+ACCUMULATION_KEYS = ("gradient_accumulation_steps", "training.gradient_accumulation_steps")
 
 
 class RunFolder:
@@ -199,6 +203,13 @@ def _rewrite_config(run: RunFolder, config: dict[str, Any], source: str) -> None
                 section[key] = MAX_PROCS
             if key in PARALLEL_KEYS and isinstance(section.get(key), int):
                 run.degree = max(run.degree, section[key])
+    for section in _sections(config):
+        steps = section.get("gradient_accumulation_steps")
+        if isinstance(steps, int) and steps > MAX_ACCUMULATION:
+            inv.notes.append(
+                f"gradient_accumulation_steps: {steps} -> {MAX_ACCUMULATION} (a 2-step run on 2 cores)"
+            )
+            section["gradient_accumulation_steps"] = MAX_ACCUMULATION
     for key in NETWORK_KEYS:
         for section in _sections(config):
             if section.pop(key, None):
@@ -328,6 +339,11 @@ def _rewrite_flags(run: RunFolder) -> None:
             flags.set(key, str(MAX_PROCS))
         if value and value.isdigit() and key.rpartition(".")[2] in PARALLEL_KEYS:
             run.degree = max(run.degree, min(int(value), MAX_PROCS))
+    for key in ACCUMULATION_KEYS:
+        value = flags.value(key)
+        if value and value.isdigit() and int(value) > MAX_ACCUMULATION:
+            inv.notes.append(f"--{key} {value} -> {MAX_ACCUMULATION} (a 2-step run on 2 cores)")
+            flags.set(key, str(MAX_ACCUMULATION))
     for key in NETWORK_KEYS:
         if flags.remove(key):
             inv.notes.append(f"--{key} removed (no network here)")
