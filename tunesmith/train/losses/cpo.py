@@ -47,11 +47,11 @@ def check_options(cfg: TunesmithConfig) -> None:
     does not use (pref_ftx, ld_alpha, loss_weights; label smoothing of cpo_hinge / cpo_ipo)."""
     pref = cfg.preference
     if not uses_cpo(pref):
-        for name in ("cpo_alpha", "alphapo_alpha"):
+        for name, hint in (("cpo_alpha", " (the other losses' NLL term is pref_ftx)"), ("alphapo_alpha", "")):
             if cfg.is_set(name) and cfg.get(name) != fields_by_name()[name].default:
                 raise ConfigError(
                     f"{cfg.where(name)}: only used with pref_loss {'|'.join(CPO_LOSSES)} (TRL's CPO); "
-                    "drop it (an NLL term for the other losses is pref_ftx)"
+                    f"drop it{hint}"
                 )
         return
     kind = loss_spec(pref)[0][0]
