@@ -98,3 +98,20 @@ def test_runner_launches_trl_cpo_script_as_trl_stage_cpo(name):
         "cpo",
         "trl",
     )
+
+
+def test_every_cpo_config_name_is_known():
+    """CPOConfig's names beyond transformers' TrainingArguments, read from the installed TRL."""
+    pytest.importorskip("trl")
+    import dataclasses
+
+    from transformers import TrainingArguments
+    from trl.experimental.cpo import CPOConfig
+
+    from tunesmith.config.catalog import argument_catalog
+
+    known = {n for e in argument_catalog() for n in (e["name"], *(e.get("aliases") or ()))}
+    base = {f.name for f in dataclasses.fields(TrainingArguments)}
+    names = {f.name for f in dataclasses.fields(CPOConfig) if f.init} - base
+    assert {"cpo_alpha", "simpo_gamma", "alpha", "loss_type"} <= names
+    assert names <= known, sorted(names - known)

@@ -199,6 +199,10 @@ NAMES: dict[str, Entry] = {
     ),
     "dataset_streaming": alias("streaming"),
     "ignore_bias_buffers": refuse("works around DDP with boolean buffers; not needed here", False),
+    "generate_during_eval": refuse(
+        "logs completions generated at evaluation to W&B/Comet (CPO, ORPO); not implemented here", False
+    ),
+    "is_encoder_decoder": refuse("marks an encoder-decoder model; tunesmith trains causal LMs", False),
 }
 
 MARKERS = frozenset(
