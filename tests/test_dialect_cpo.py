@@ -80,6 +80,7 @@ def test_trl_stage_cpo_keeps_trl_defaults_and_dpo_keeps_its_losses():
         (["stage=dpo", "cpo_alpha=0.5"], "cpo_alpha"),  # ignored without a CPO loss
         (["stage=dpo", "alphapo_alpha=0.5"], "alphapo_alpha"),
         (["stage=dpo", "pref_loss=cpo", "pref_ftx=0.5"], "pref_ftx"),
+        (["--rlhf_type", "cpo", "--ref_model", "builtin:tiny"], "ref_model"),
         (["stage=dpo", "pref_loss=cpo_ipo", "dpo_label_smoothing=0.1"], "dpo_label_smoothing"),
         (["stage=dpo", "pref_loss=cpo,sft"], "pref_loss"),
     ],

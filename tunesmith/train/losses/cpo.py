@@ -34,6 +34,9 @@ NOT_IN_CPO = {
     "pref_ftx": ("the CPO losses weigh their NLL term with cpo_alpha", 0.0),
     "ld_alpha": ("LD-DPO weighting is for reference-based losses", None),
     "loss_weights": ("a CPO loss is listed alone", None),
+    "ref_model": ("CPO is reference-free", None),
+    "ref_model_adapters": ("CPO is reference-free", None),
+    "ref_model_quantization_bit": ("CPO is reference-free", None),
 }
 
 
@@ -44,7 +47,7 @@ def uses_cpo(pref: Any) -> bool:
 
 def check_options(cfg: TunesmithConfig) -> None:
     """Options that would be ignored: cpo_alpha / alphapo_alpha without a CPO loss, and with one the options CPO
-    does not use (pref_ftx, ld_alpha, loss_weights; label smoothing of cpo_hinge / cpo_ipo)."""
+    does not use (pref_ftx, ld_alpha, loss_weights, a reference model; label smoothing of cpo_hinge / cpo_ipo)."""
     pref = cfg.preference
     if not uses_cpo(pref):
         for name, hint in (("cpo_alpha", " (the other losses' NLL term is pref_ftx)"), ("alphapo_alpha", "")):
