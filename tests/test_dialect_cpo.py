@@ -33,6 +33,7 @@ def pref(args: list[str]) -> dict:
         (["--rlhf_type", "simpo", "--loss_type", "sigmoid"], {"pref_loss": "cpo", "pref_beta": 2.0}),
         (["--rlhf_type", "cpo", "--loss_type", "simpo"], {"pref_loss": "cpo_simpo", "simpo_gamma": 1.0}),
         (["--rlhf_type", "cpo", "--loss_type", "ipo"], {"pref_loss": "cpo_ipo", "simpo_gamma": 0.5}),
+        (["--rlhf_type", "cpo", "--loss_type", "alphapo"], {"cpo_alpha": 0.0, "simpo_gamma": 1.0}),
         (["--rlhf_type", "cpo", "--label_smoothing", "0.1"], {"dpo_label_smoothing": 0.1}),
     ],
 )

@@ -47,9 +47,8 @@ def swift_rlhf(key: str, context: Mapping[str, Any]) -> dict[str, Any]:
         out["pref_loss"] = "cpo_simpo"
     if key == "simpo" and not given(context, "beta", "pref_beta"):
         out["pref_beta"] = 2.0
-    simpo = (
-        out.get("pref_loss") == "cpo_simpo" or str(context.get("loss_type", "")).strip().lower() == "simpo"
-    )
+    loss = str(context.get("loss_type", "")).strip().lower()
+    simpo = out.get("pref_loss") == "cpo_simpo" or loss in ("simpo", "alphapo")
     if simpo and not given(context, "simpo_gamma"):
         out["simpo_gamma"] = 1.0
     return out
