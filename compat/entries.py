@@ -26,8 +26,12 @@ SCRIPTS = {
     "reward": ("train", "rm"),
     "reward_modeling": ("train", "rm"),
     "orpo": ("train", "dpo"),
+    "cpo": ("train", "cpo"),
 }
 PREF_LOSS = {"orpo": "orpo"}  # TRL trainers that are a DPO-stage loss here
+TRL_STAGES = (
+    "cpo",
+)  # TRL trainers the TRL dialect converts (`--dialect trl --stage cpo`: stage dpo, pref_loss cpo*)
 TRL_COMMANDS = {"sft": ("sft", None), "reward": ("train", "rm")}
 LF_COMMANDS = {"merge_lora": "export", "inference": "chat"}  # LF example folder -> llamafactory-cli command
 
@@ -106,10 +110,13 @@ def _trl(trainer: str, inv: Invocation, how: str) -> Invocation:
     inv.command, inv.stage = command, stage or ("pt" if command == "pt" else "sft")
     if command == "train" and stage:
         inv.flags.set("stage", stage)
+        dialect = " --dialect trl" if stage in TRL_STAGES else ""
+        if dialect:
+            inv.flags.set("dialect", "trl")
         loss = f" --pref_loss {PREF_LOSS[trainer]}" if trainer in PREF_LOSS else ""
         if loss:
             inv.flags.set("pref_loss", PREF_LOSS[trainer])
-        inv.notes.append(f"`{how}` runs as `tunesmith train --stage {stage}{loss}`")
+        inv.notes.append(f"`{how}` runs as `tunesmith train{dialect} --stage {stage}{loss}`")
     return inv
 
 

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 from tunesmith.config.fields import arg
 
-PAIR_LOSSES = ("sigmoid", "hinge", "ipo", "bco_pair", "robust", "orpo", "simpo", "sft")
+# TRL's CPOTrainer (reference-free) with loss_type sigmoid, hinge, ipo, simpo
+CPO_LOSSES = ("cpo", "cpo_hinge", "cpo_ipo", "cpo_simpo")
+PAIR_LOSSES = ("sigmoid", "hinge", "ipo", "bco_pair", "robust", "orpo", "simpo", "sft", *CPO_LOSSES)
 
 
 @dataclass
@@ -27,14 +29,25 @@ class PreferenceArguments:
     )
     pref_loss: str | list[str] = arg(
         "sigmoid",
-        "DPO-stage loss: sigmoid, hinge, ipo, bco_pair, robust, orpo, simpo (reference-free), sft; or a list, "
-        "weighted by loss_weights (TRL's weighted multi-loss).",
+        "DPO-stage loss (sigmoid, hinge, ipo, bco_pair, robust, orpo, simpo, sft) or a list (loss_weights); "
+        "alone: cpo, cpo_hinge, cpo_ipo, cpo_simpo (TRL's CPO).",
     )
     loss_weights: list[float] | None = arg(
         None,
         "Weight of each pref_loss entry (default 1 each).",
     )
-    simpo_gamma: float = arg(0.5, "SimPO's target reward margin gamma.")
+    simpo_gamma: float = arg(0.5, "SimPO's target reward margin gamma (simpo, cpo_simpo).")
+    cpo_alpha: float = arg(
+        1.0,
+        "CPO (pref_loss cpo*): weight of the NLL term, the mean NLL over the micro-batch's chosen tokens "
+        "(0: pure SimPO or AlphaPO with cpo_simpo).",
+        minimum=0.0,
+    )
+    alphapo_alpha: float = arg(
+        0.0,
+        "AlphaPO (pref_loss cpo*): reward (1 - p^-alpha) / alpha of an answer's probability p (per-token mean "
+        "for cpo_ipo/cpo_simpo) instead of log p; 0: log p.",
+    )
     dpo_label_smoothing: float = arg(
         0.0,
         "Robust/conservative DPO: the probability that a pair's labels are flipped (sigmoid, robust).",

@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from tunesmith.config.dialects import notes, swift_options, swift_templates
+from tunesmith.config.dialects import cpo, notes, swift_options, swift_templates
 from tunesmith.config.dialects.base import (
     Dialect,
     Entry,
@@ -28,30 +28,30 @@ from tunesmith.utils.errors import ConfigError
 RLHF_TYPES = {
     "dpo": {"stage": "dpo"},
     "orpo": {"stage": "dpo", "pref_loss": "orpo"},
-    "simpo": {"stage": "dpo", "pref_loss": "simpo"},
     "kto": {"stage": "kto"},
     "rm": {"stage": "rm"},
 }
+CPO_TYPES = ("cpo", "simpo")  # ms-swift runs TRL's CPOTrainer for both
 SFT_LOSSES = {"cross_entropy": "nll", "dft": "dft"}
 
 
-def rlhf_type(value: Any) -> dict[str, Any]:
+def rlhf_type(value: Any, context: Mapping[str, Any]) -> dict[str, Any]:
     """`--rlhf_type dpo|orpo|simpo|cpo|kto|rm` -> stage (+ pref_loss); rollout types are refused."""
     key = str(value).strip().lower()
     if key in ("ppo", "grpo", "gkd", "gspo", "dapo", "rloo", "reinforce_plus_plus"):
         raise ConfigError(f"{key!r} {notes.ROLLOUT}")
-    if key == "cpo":
-        raise ConfigError(
-            "'cpo' (CPO's loss) is not implemented; the reference-free losses orpo and simpo run "
-            "here (--rlhf_type orpo|simpo)"
-        )
+    if key in CPO_TYPES:
+        return cpo.swift_rlhf(key, context)
     if key not in RLHF_TYPES:
-        raise ConfigError(f"{value!r} is not allowed; choose one of: {', '.join(RLHF_TYPES)}")
+        raise ConfigError(f"{value!r} is not allowed; choose one of: {', '.join([*RLHF_TYPES, *CPO_TYPES])}")
     return RLHF_TYPES[key]
 
 
-def loss_type(value: Any) -> dict[str, Any]:
-    """swift `loss_type`: a preference loss (sigmoid, hinge, ipo, ...) in rlhf, or an SFT loss (dft)."""
+def loss_type(value: Any, context: Mapping[str, Any]) -> dict[str, Any]:
+    """swift `loss_type`: a preference loss (sigmoid, hinge, ipo, ...) in rlhf (CPO's under rlhf_type cpo|simpo),
+    or an SFT loss (dft)."""
+    if cpo.for_cpo(context, "rlhf_type", CPO_TYPES):
+        return cpo.loss_type(value)
     key = str(value).strip().lower()
     if key in SFT_LOSSES:
         return {"use_dft_loss": True} if SFT_LOSSES[key] == "dft" else {}
@@ -302,8 +302,13 @@ TRAINING = {
     "optimizer": convert_in_context(
         swift_options.optimizer, "muon: optim_config {name: muon}; galore: use_galore; lorap: lorap_lr_ratio"
     ),
-    "rlhf_type": convert(rlhf_type, "stage (dpo, kto, rm) and pref_loss (orpo, simpo)"),
-    "loss_type": convert(loss_type, "pref_loss for rlhf (sigmoid, hinge, ipo ...); dft: use_dft_loss"),
+    "rlhf_type": convert_in_context(
+        rlhf_type,
+        "stage (dpo, kto, rm) and pref_loss (orpo; cpo, simpo: cpo*, simpo's beta 2.0 unless given)",
+    ),
+    "loss_type": convert_in_context(
+        loss_type, "pref_loss for rlhf (sigmoid, hinge, ipo ...; cpo|simpo: cpo*); dft: use_dft_loss"
+    ),
     "enable_dft_loss": alias("use_dft_loss"),
     "loss_scale": convert(
         loss_scale,
@@ -380,7 +385,6 @@ RLHF = {
         "from its config.json: drop it"
     ),
     "ref_model_revision": refuse("picks a hub revision; the reference model is read from a local path"),
-    "cpo_alpha": alias("pref_ftx"),
     "discopop_tau": refuse(
         "belongs to the DiscoPOP loss, which is not implemented; use pref_loss sigmoid, "
         "ipo, hinge, orpo or simpo",

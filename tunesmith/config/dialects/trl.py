@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tunesmith.config import accelerate_launch
-from tunesmith.config.dialects import notes
+from tunesmith.config.dialects import cpo, notes
 from tunesmith.config.dialects.base import (
     Dialect,
     Entry,
@@ -25,8 +25,15 @@ from tunesmith.utils.errors import ConfigError
 SFT_LOSSES = ("nll", "dft")
 
 
-def loss_type(value: Any) -> dict[str, Any]:
-    """TRL `loss_type`: SFT `nll`/`dft`, or the preference loss(es) of DPO/KTO (one or a list)."""
+def stage(value: Any, context: Mapping[str, Any]) -> dict[str, Any]:
+    """`stage: cpo` (TRL's CPOTrainer, no stage of its own here) is stage dpo with a CPO loss; others as written."""
+    return cpo.as_dpo(context) if str(value).strip().lower() == "cpo" else {"stage": value}
+
+
+def loss_type(value: Any, context: Mapping[str, Any]) -> dict[str, Any]:
+    """TRL `loss_type`: SFT `nll`/`dft`, the preference loss(es) of DPO/KTO (one or a list), or CPO's."""
+    if cpo.for_cpo(context, "stage", ("cpo",)):
+        return cpo.loss_type(value)
     items = value if isinstance(value, list) else [v.strip() for v in str(value).split(",") if v.strip()]
     lowered = [str(v).strip().lower() for v in items]
     if len(lowered) == 1 and lowered[0] in SFT_LOSSES:
@@ -39,8 +46,11 @@ def loss_type(value: Any) -> dict[str, Any]:
 
 
 def label_smoothing(value: Any, context: Mapping[str, Any]) -> dict[str, Any]:
-    """TRL applies `label_smoothing` to the robust loss only (its sigmoid loss ignores it); tunesmith's
-    dpo_label_smoothing also smooths sigmoid (cDPO, as LLaMA-Factory does), so it is passed on for robust only."""
+    """TRL's DPO applies `label_smoothing` to the robust loss only (its sigmoid loss ignores it); tunesmith's
+    dpo_label_smoothing also smooths sigmoid (cDPO, as LLaMA-Factory does), so it is passed on for robust only.
+    Its CPO smooths sigmoid and simpo (alphapo), and ignores it for hinge and ipo."""
+    if cpo.for_cpo(context, "stage", ("cpo",)):
+        return {"dpo_label_smoothing": value} if cpo.smooths(context) else {}
     losses = context.get("loss_type", "sigmoid")
     names = losses if isinstance(losses, list) else str(losses).split(",")
     if "robust" in [str(n).strip().lower() for n in names]:
@@ -104,13 +114,17 @@ def truncation_mode(value: Any) -> dict[str, Any]:
 
 NAMES: dict[str, Entry] = {
     "beta": alias("pref_beta"),
-    "loss_type": convert(
+    "stage": convert_in_context(stage, "cpo (CPOTrainer): stage dpo with pref_loss cpo* (by loss_type)"),
+    "loss_type": convert_in_context(
         loss_type,
-        "SFT: nll (default) or dft (use_dft_loss); DPO/KTO: pref_loss (a list is weighted by loss_weights)",
+        "SFT: nll (default) or dft (use_dft_loss); DPO/KTO: pref_loss (a list is weighted by loss_weights); "
+        "stage cpo: pref_loss cpo, cpo_hinge, cpo_ipo, cpo_simpo (alphapo: cpo_simpo, cpo_alpha 0)",
     ),
     "label_smoothing": convert_in_context(
-        label_smoothing, "dpo_label_smoothing for the robust loss (TRL's sigmoid ignores it)"
+        label_smoothing,
+        "dpo_label_smoothing for the robust loss (TRL's DPO sigmoid ignores it); stage cpo: for sigmoid and simpo",
     ),
+    "alpha": alias("alphapo_alpha"),
     "completion_only_loss": convert(completion_only, "train_on_prompt: not completion_only_loss"),
     "assistant_only_loss": convert(assistant_only, "train_on_prompt: not assistant_only_loss"),
     "padding_free": convert(padding_free, "batching_strategy: padding_free"),
@@ -185,6 +199,10 @@ NAMES: dict[str, Entry] = {
     ),
     "dataset_streaming": alias("streaming"),
     "ignore_bias_buffers": refuse("works around DDP with boolean buffers; not needed here", False),
+    "generate_during_eval": refuse(
+        "logs completions generated at evaluation to W&B/Comet (CPO, ORPO); not implemented here", False
+    ),
+    "is_encoder_decoder": refuse("marks an encoder-decoder model; tunesmith trains causal LMs", False),
 }
 
 MARKERS = frozenset(
@@ -221,5 +239,6 @@ DEFAULTS = {
     "cutoff_len": HomeDefault(1024, why="TRL's max_length defaults to 1024"),
 }
 
-# tunesmith's `label_smoothing` (alias of dpo_label_smoothing) also smooths sigmoid; TRL's does not.
-DIALECT = Dialect("trl", "TRL", NAMES, MARKERS, DEFAULTS, overrides=frozenset({"label_smoothing"}))
+# tunesmith's `label_smoothing` (alias of dpo_label_smoothing) also smooths sigmoid; TRL's DPO does not. TRL's
+# `stage: cpo` names its CPOTrainer.
+DIALECT = Dialect("trl", "TRL", NAMES, MARKERS, DEFAULTS, overrides=frozenset({"label_smoothing", "stage"}))

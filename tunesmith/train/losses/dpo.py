@@ -1,5 +1,6 @@
 """Pairwise preference losses (stage dpo): DPO sigmoid (with label smoothing), robust, hinge, IPO, BCO pair,
 TRL's sft term, and the reference-free ORPO and SimPO; one loss or a weighted list (`pref_loss`, `loss_weights`).
+TRL's CPO losses (cpo, cpo_hinge, cpo_ipo, cpo_simpo) are cpo.py's.
 
 Formulas follow TRL 1.16's DPOTrainer (sigmoid, robust, hinge, ipo, bco_pair, sft) and LLaMA-Factory's trainer
 (orpo, simpo on per-token average log-probabilities; `pref_ftx` adds the average NLL of the chosen answer).
@@ -15,12 +16,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from tunesmith.config.arguments.preference import PAIR_LOSSES
+from tunesmith.config.arguments.preference import CPO_LOSSES, PAIR_LOSSES
 from tunesmith.model.reference import adapters_disabled
 from tunesmith.train.losses.logps import SequenceLogps, run_logps
 from tunesmith.utils.errors import ConfigError
 
-REFERENCE_FREE = ("orpo", "simpo", "sft")
+REFERENCE_FREE = ("orpo", "simpo", "sft", *CPO_LOSSES)
 PAIR_METRICS = (
     "rewards/chosen",
     "rewards/rejected",
@@ -37,6 +38,8 @@ def loss_spec(pref: Any) -> list[tuple[str, float]]:
     unknown = [k for k in kinds if k not in PAIR_LOSSES]
     if not kinds or unknown:
         raise ConfigError(f"pref_loss: unknown {unknown or kinds}; allowed: {', '.join(PAIR_LOSSES)}")
+    if len(kinds) > 1 and set(kinds) & set(CPO_LOSSES):
+        raise ConfigError(f"pref_loss: {kinds}: a CPO loss ({', '.join(CPO_LOSSES)}) is listed alone")
     weights = pref.loss_weights if pref.loss_weights is not None else [1.0] * len(kinds)
     if len(weights) != len(kinds):
         raise ConfigError(f"loss_weights: {len(weights)} weight(s) for {len(kinds)} pref_loss entries")
@@ -165,9 +168,8 @@ class PairObjective:
                 loss = orpo_loss(c_mean, r_mean, self.beta)
             elif kind == "simpo":
                 loss = simpo_loss(c_mean, r_mean, self.beta, self.gamma)
-            elif kind == "sft":  # TRL: mean NLL over the chosen tokens of the micro-batch, for every pair
-                c_sum, c_tokens = logps.sums.chunk(2)[0], logps.tokens.chunk(2)[0]
-                loss = (-c_sum.sum() / c_tokens.sum().clamp(min=1)).expand_as(chosen)
+            elif kind == "sft":
+                loss = chosen_nll(logps).expand_as(chosen)
             else:
                 ref_c, ref_r = ref.chunk(2)
                 lengths = tuple(logps.tokens.chunk(2))
@@ -197,17 +199,27 @@ class PairObjective:
         self, logps: SequenceLogps, sums: torch.Tensor, ref: torch.Tensor | None
     ) -> dict[str, torch.Tensor]:
         # reference-free: LLaMA-Factory's beta x average log-probability
-        rewards = self.beta * ((sums - ref) if ref is not None else logps.means).detach()
-        chosen, rejected = rewards.chunk(2)
-        c_logps, r_logps = sums.detach().chunk(2)
-        return {
-            "rewards/chosen": chosen,
-            "rewards/rejected": rejected,
-            "rewards/accuracies": (chosen > rejected).float(),
-            "rewards/margins": chosen - rejected,
-            "logps/chosen": c_logps,
-            "logps/rejected": r_logps,
-        }
+        return pair_metrics(self.beta * ((sums - ref) if ref is not None else logps.means), sums)
+
+
+def chosen_nll(logps: SequenceLogps) -> torch.Tensor:
+    """TRL's NLL term (DPO's sft loss, CPO's cpo_alpha term): the mean NLL over the micro-batch's chosen tokens."""
+    c_sums, c_tokens = logps.sums.chunk(2)[0], logps.tokens.chunk(2)[0]
+    return -c_sums.sum() / c_tokens.sum().clamp(min=1)
+
+
+def pair_metrics(rewards: torch.Tensor, logps: torch.Tensor) -> dict[str, torch.Tensor]:
+    """PAIR_METRICS from the per-sequence rewards and log-probabilities (chosen sequences first)."""
+    chosen, rejected = rewards.detach().chunk(2)
+    c_logps, r_logps = logps.detach().chunk(2)
+    return {
+        "rewards/chosen": chosen,
+        "rewards/rejected": rejected,
+        "rewards/accuracies": (chosen > rejected).float(),
+        "rewards/margins": chosen - rejected,
+        "logps/chosen": c_logps,
+        "logps/rejected": r_logps,
+    }
 
 
 def reference_logps(
