@@ -80,6 +80,7 @@ def test_trl_stage_cpo_keeps_trl_defaults_and_dpo_keeps_its_losses():
         (["dialect=trl", "stage=cpo", "loss_type=robust"], "loss_type"),
         (["stage=dpo", "cpo_alpha=0.5"], "cpo_alpha"),  # ignored without a CPO loss
         (["stage=dpo", "alphapo_alpha=0.5"], "alphapo_alpha"),
+        (["stage=kto", "pref_loss=cpo", "cpo_alpha=0.5"], "cpo_alpha"),  # CPO is a stage dpo loss
         (["stage=dpo", "pref_loss=cpo", "pref_ftx=0.5"], "pref_ftx"),
         (["--rlhf_type", "cpo", "--ref_model", "builtin:tiny"], "ref_model"),
         (["stage=dpo", "pref_loss=cpo_ipo", "dpo_label_smoothing=0.1"], "dpo_label_smoothing"),
@@ -117,3 +118,10 @@ def test_every_cpo_config_name_is_known():
     names = {f.name for f in dataclasses.fields(CPOConfig) if f.init} - base
     assert {"cpo_alpha", "simpo_gamma", "alpha", "loss_type"} <= names
     assert names <= known, sorted(names - known)
+
+
+def test_plan_refuses_cpo_alpha_outside_cpo(capsys):
+    from tunesmith.cli import main
+
+    assert main(["plan", "model=builtin:tiny", "stage=kto", "cpo_alpha=0.5", "--no-data"]) == 2
+    assert "cpo_alpha" in capsys.readouterr().err

@@ -49,12 +49,12 @@ def check_options(cfg: TunesmithConfig) -> None:
     """Options that would be ignored: cpo_alpha / alphapo_alpha without a CPO loss, and with one the options CPO
     does not use (pref_ftx, ld_alpha, loss_weights, a reference model; label smoothing of cpo_hinge / cpo_ipo)."""
     pref = cfg.preference
-    if not uses_cpo(pref):
+    if cfg.train.stage != "dpo" or not uses_cpo(pref):
         for name, hint in (("cpo_alpha", " (the other losses' NLL term is pref_ftx)"), ("alphapo_alpha", "")):
             if cfg.is_set(name) and cfg.get(name) != fields_by_name()[name].default:
                 raise ConfigError(
-                    f"{cfg.where(name)}: only used with pref_loss {'|'.join(CPO_LOSSES)} (TRL's CPO); "
-                    f"drop it{hint}"
+                    f"{cfg.where(name)}: only used with stage dpo and pref_loss {'|'.join(CPO_LOSSES)} "
+                    f"(TRL's CPO); drop it{hint}"
                 )
         return
     kind = loss_spec(pref)[0][0]
