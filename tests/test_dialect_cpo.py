@@ -81,6 +81,7 @@ def test_trl_stage_cpo_keeps_trl_defaults_and_dpo_keeps_its_losses():
         (["stage=dpo", "cpo_alpha=0.5"], "cpo_alpha"),  # ignored without a CPO loss
         (["stage=dpo", "alphapo_alpha=0.5"], "alphapo_alpha"),
         (["stage=kto", "pref_loss=cpo", "cpo_alpha=0.5"], "cpo_alpha"),  # CPO is a stage dpo loss
+        (["stage=dpo", "pref_loss=cpo", "rpo_alpha=0.5"], "rpo_alpha"),
         (["stage=dpo", "pref_loss=cpo", "pref_ftx=0.5"], "pref_ftx"),
         (["--rlhf_type", "cpo", "--ref_model", "builtin:tiny"], "ref_model"),
         (["stage=dpo", "pref_loss=cpo_ipo", "dpo_label_smoothing=0.1"], "dpo_label_smoothing"),
@@ -125,3 +126,11 @@ def test_plan_refuses_cpo_alpha_outside_cpo(capsys):
 
     assert main(["plan", "model=builtin:tiny", "stage=kto", "cpo_alpha=0.5", "--no-data"]) == 2
     assert "cpo_alpha" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", ["pref_ftx=0.5", "rpo_alpha=0.5"])
+def test_plan_refuses_the_sft_term_in_kto(capsys, option):
+    from tunesmith.cli import main
+
+    assert main(["plan", "model=builtin:tiny", "stage=kto", option, "--no-data"]) == 2
+    assert option.split("=")[0] in capsys.readouterr().err

@@ -130,6 +130,17 @@ def test_ld_alpha_and_pref_ftx(model):
     assert float(gap) == pytest.approx(float(-0.7 * sum(p.mean() for p in pieces[:2])), rel=1e-5)
 
 
+def test_rpo_alpha_is_the_sft_term_weighted_and_differs_from_pref_ftx(model):
+    """ms-swift's rpo_alpha: TRL's token-mean NLL (pref_loss sft, checked against TRL), not LF's per-pair mean."""
+    batch = collate_preference(hand_pairs(), settings(), packed=False)
+    rpo = PairObjective(PreferenceArguments(pref_loss="simpo", rpo_alpha=0.7), None)
+    listed = PairObjective(PreferenceArguments(pref_loss=["simpo", "sft"], loss_weights=[1.0, 0.7]), None)
+    ftx = PairObjective(PreferenceArguments(pref_loss="simpo", pref_ftx=0.7), None)
+    with torch.no_grad():
+        assert float(rpo(model, batch)[0]) == pytest.approx(float(listed(model, batch)[0]), rel=1e-6)
+        assert float(rpo(model, batch)[0]) != pytest.approx(float(ftx(model, batch)[0]), rel=1e-4)
+
+
 def test_loss_list_needs_matching_weights():
     from tunesmith.utils.errors import ConfigError
 

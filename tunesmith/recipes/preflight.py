@@ -17,7 +17,7 @@ from tunesmith.model.source import resolve_source
 from tunesmith.recipes.distributed import check_supported
 from tunesmith.report.base import require
 from tunesmith.report.reporter import requested_backends
-from tunesmith.train.losses import cpo
+from tunesmith.train.losses import cpo, dpo
 from tunesmith.utils import dist_env
 
 
@@ -28,6 +28,7 @@ def preflight(cfg: TunesmithConfig, world_size: int | None = None) -> None:
     check_kernel_flags(cfg.model)
     resolve_attn_impl(cfg.model)
     cpo.check_options(cfg)  # CPO's options, and cpo_alpha / alphapo_alpha outside CPO (every stage)
+    dpo.check_stage_options(cfg)
     if world > 1 or cfg.train.dist_config is not None:
         check_supported(cfg)
     _check_deepspeed(cfg, world)

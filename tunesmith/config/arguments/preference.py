@@ -23,8 +23,14 @@ class PreferenceArguments:
     )
     pref_ftx: float = arg(
         0.0,
-        "Weight of the SFT loss (mean NLL per chosen token) added to the preference loss (TRL/swift rpo_alpha).",
-        aliases=("rpo_alpha",),
+        "LLaMA-Factory's SFT term in stage dpo: weight of each pair's chosen-answer NLL (its per-token mean), "
+        "averaged over the pairs.",
+        minimum=0.0,
+    )
+    rpo_alpha: float | None = arg(
+        None,
+        "RPO (ms-swift) in stage dpo: weight of the NLL term, the mean NLL over the micro-batch's chosen "
+        "tokens (pref_loss sft with loss_weights); None: none.",
         minimum=0.0,
     )
     pref_loss: str | list[str] = arg(

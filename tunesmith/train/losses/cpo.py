@@ -32,6 +32,7 @@ CPO_METRICS = (*PAIR_METRICS, "nll_loss")
 # preference options TRL's CPOTrainer has no place for: (why, value that asks for nothing)
 NOT_IN_CPO = {
     "pref_ftx": ("the CPO losses weigh their NLL term with cpo_alpha", 0.0),
+    "rpo_alpha": ("the CPO losses weigh their NLL term with cpo_alpha", None),
     "ld_alpha": ("LD-DPO weighting is for reference-based losses", None),
     "loss_weights": ("a CPO loss is listed alone", None),
     "ref_model": ("CPO is reference-free", None),

@@ -139,6 +139,7 @@ class PairObjective:
         self.spec = loss_spec(pref)
         self.beta, self.smoothing = pref.pref_beta, pref.dpo_label_smoothing
         self.gamma, self.ftx, self.ld_alpha = pref.simpo_gamma, pref.pref_ftx, pref.ld_alpha
+        self.rpo_alpha = pref.rpo_alpha
         self.with_reference = needs_reference(pref)
         self.reference, self.adapter_reference = reference, adapter_reference
         self.metrics = MetricSums(PAIR_METRICS)
@@ -179,6 +180,8 @@ class PairObjective:
             total = total + weight * loss
         if self.ftx:
             total = total - self.ftx * c_mean
+        if self.rpo_alpha:  # ms-swift's RPO term: the micro-batch's token-mean NLL, for every pair
+            total = total + self.rpo_alpha * chosen_nll(logps).expand_as(chosen)
         return total
 
     def step_metrics(self, sync_group: Any = None) -> dict[str, float]:
@@ -200,6 +203,18 @@ class PairObjective:
     ) -> dict[str, torch.Tensor]:
         # reference-free: LLaMA-Factory's beta x average log-probability
         return pair_metrics(self.beta * ((sums - ref) if ref is not None else logps.means), sums)
+
+
+def check_stage_options(cfg: Any) -> None:
+    """The stage-dpo NLL terms are refused with the stages that have none: pref_ftx / rpo_alpha with kto or rm."""
+    stage, pref = cfg.train.stage, cfg.preference
+    if stage in ("kto", "rm"):
+        for name, off in (("pref_ftx", 0.0), ("rpo_alpha", None)):
+            if getattr(pref, name) not in (off, 0.0):
+                raise ConfigError(
+                    f"{cfg.where(name)}: the SFT term is a stage dpo option; stage {stage} here has none "
+                    "(LLaMA-Factory's KTO pref_ftx is not implemented): drop it"
+                )
 
 
 def chosen_nll(logps: SequenceLogps) -> torch.Tensor:
