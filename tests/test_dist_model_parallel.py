@@ -28,6 +28,7 @@ def results(tmp_path_factory):
         "dp2_tp2_loss",
         "cp2_logits",
         "cp2_loss",
+        "cp2_eager_sinks_window_logits",
         "dp2_cp2_logits",
         "dp2_cp2_loss",
         "hsdp_2x2_loss",

@@ -13,6 +13,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from common import (
     LR,
+    VOCAB,
     adamw,
     batches,
     max_diff,
@@ -100,6 +101,39 @@ def cp_run(ref: list[float], cp_mesh, dp_mesh, ddp_mesh) -> dict:
     return {"logits": logit_diff, "loss": max_diff(ref, losses)}
 
 
+def cp_eager_sinks(cp_mesh) -> float:
+    """Ulysses around eager attention (causal only through its mask) with gpt-oss's per-head sinks and a sliding
+    window shorter than the sequence: logits equal one process's."""
+    from transformers import GptOssConfig, GptOssForCausalLM
+
+    config = GptOssConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        num_local_experts=2,
+        num_experts_per_tok=1,
+        sliding_window=4,
+        layer_types=["sliding_attention", "full_attention"],
+        attn_implementation="eager",
+    )
+    torch.manual_seed(0)
+    model = GptOssForCausalLM(config).eval()
+    ids = batches(1)[0]["input_ids"]
+    with torch.no_grad():
+        model.model.layers[0].self_attn.sinks.normal_()  # non-zero sinks: a wrong head slice shows
+        full = model(input_ids=ids).logits
+        cp_rank, cp = cp_mesh.get_local_rank(), cp_mesh.size()
+        local = split_sequence({"input_ids": ids, "labels": ids}, cp_rank, cp)
+        model = apply_ulysses(model, cp_mesh.get_group())
+        logits = model(input_ids=local["input_ids"], position_ids=local["position_ids"]).logits
+    seq = ids.shape[1] // cp
+    return (logits - full[:, cp_rank * seq : (cp_rank + 1) * seq]).abs().max().item()
+
+
 def data_parallel(model, ref: list[float], make_optimizer) -> float:
     """Each of the 4 ranks takes one row; gradients averaged by the wrapper (loss x 4)."""
     rank, world = dist.get_rank(), dist.get_world_size()
@@ -140,6 +174,7 @@ def main(workdir: str) -> None:
     cp_mesh = build_mesh(parallel_sizes(4, cp_size=2))
     cp_only = cp_run(ref, cp_mesh["cp"], None, cp_mesh["cp"])
     result["cp2_logits"], result["cp2_loss"] = cp_only["logits"], cp_only["loss"]
+    result["cp2_eager_sinks_window_logits"] = cp_eager_sinks(cp_mesh["cp"])
     flat = cp_mesh["dp", "cp"]._flatten("dp_cp")
     dp_cp = cp_run(ref, cp_mesh["cp"], cp_mesh["dp"], flat)
     result["dp2_cp2_logits"], result["dp2_cp2_loss"] = dp_cp["logits"], dp_cp["loss"]

@@ -60,6 +60,30 @@ def _inner_attention(module: nn.Module, inner: str) -> Callable:
     return ALL_ATTENTION_FUNCTIONS[inner]
 
 
+class _LocalHeads:
+    """The attention module as the wrapped function sees it: this rank's heads only (`num_key_value_groups`, and
+    gpt-oss's per-head attention `sinks`); everything else is the module's own."""
+
+    def __init__(self, module: nn.Module, groups: int, heads: slice) -> None:
+        self._module, self.num_key_value_groups = module, groups
+        sinks = getattr(module, "sinks", None)
+        if sinks is not None:
+            self.sinks = sinks[heads]
+
+    def __getattr__(self, name: str):
+        return getattr(self._module, name)
+
+
+def _gathered_mask(query: torch.Tensor, window: int | None) -> torch.Tensor:
+    """The additive causal mask (within `window` tokens back, when given) over the gathered sequence."""
+    pos = torch.arange(query.shape[2], device=query.device)
+    allowed = pos[None, :] <= pos[:, None]
+    if window:
+        allowed &= pos[:, None] - pos[None, :] < window
+    mask = torch.zeros(allowed.shape, dtype=query.dtype, device=query.device)
+    return mask.masked_fill(~allowed, torch.finfo(query.dtype).min)[None, None]
+
+
 def make_ulysses_attention(inner: str, group: dist.ProcessGroup):
     """An attention function for transformers that wraps implementation `inner` (sdpa or eager)."""
     cp = dist.get_world_size(group)
@@ -73,14 +97,14 @@ def make_ulysses_attention(inner: str, group: dist.ProcessGroup):
         if query.shape[1] % cp:
             raise ConfigError(f"cp_size: {cp} does not divide the model's {query.shape[1]} attention heads")
         key, value = _repeat_heads(key, cp), _repeat_heads(value, cp)
-        groups = query.shape[1] // key.shape[1]
+        groups, per_rank = query.shape[1] // key.shape[1], query.shape[1] // cp
         query, key, value = (seq_to_heads(t, group) for t in (query, key, value))
-        saved = getattr(module, "num_key_value_groups", None)
-        module.num_key_value_groups = groups
-        try:
-            out, weights = _inner_attention(module, inner)(module, query, key, value, None, **kwargs)
-        finally:
-            module.num_key_value_groups = saved
+        rank = dist.get_rank(group)
+        local = _LocalHeads(module, groups, slice(rank * per_rank, (rank + 1) * per_rank))
+        window = kwargs.get("sliding_window")
+        # eager attention is causal only through its mask; sdpa is causal without one, but not windowed
+        mask = _gathered_mask(query, window) if inner == "eager" or window else None
+        out, weights = _inner_attention(module, inner)(local, query, key, value, mask, **kwargs)
         return heads_to_seq(out, group), weights
 
     return attention
