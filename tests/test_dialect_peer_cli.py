@@ -145,3 +145,20 @@ def test_swift_thinking_switches_keep_training_rows_as_swift_trains_them():
         ConfigError, match="'preserve_thinking'.*strips earlier answers' thoughts.*last_round"
     ):
         load_config(None, [*SWIFT, "--preserve_thinking", "false"])
+
+
+def test_swift_loss_type_list_is_a_weighted_pref_loss_list():
+    args = [
+        "--rlhf_type",
+        "dpo",
+        "--loss_type",
+        "sigmoid",
+        "bco_pair",
+        "sft",
+        "--loss_weights",
+        "0.8",
+        "0.2",
+        "1.0",
+    ]
+    pref = load_config(None, [*SWIFT, *args]).preference
+    assert pref.pref_loss == ["sigmoid", "bco_pair", "sft"] and pref.loss_weights == [0.8, 0.2, 1.0]

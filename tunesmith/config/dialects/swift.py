@@ -52,6 +52,8 @@ def loss_type(value: Any, context: Mapping[str, Any]) -> dict[str, Any]:
     or an SFT loss (dft)."""
     if cpo.for_cpo(context, "rlhf_type", CPO_TYPES):
         return cpo.loss_type(value)
+    if isinstance(value, list | tuple):  # MPO-style `--loss_type sigmoid bco_pair sft` (with --loss_weights)
+        return {"pref_loss": [str(v).strip().lower() for v in value]}
     key = str(value).strip().lower()
     if key in SFT_LOSSES:
         return {"use_dft_loss": True} if SFT_LOSSES[key] == "dft" else {}
