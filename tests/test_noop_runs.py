@@ -106,14 +106,15 @@ def test_do_train_false_evaluates_the_loaded_model(trained, tmp_path):
 def test_do_train_false_needs_no_training_set(trained, tmp_path):
     def eval_loss(name: str, *data: str) -> float:
         base = [f"model_name_or_path={trained}", *[a for a in COMMON if not a.startswith("dataset=")]]
-        cfg = load_config(
-            None, [*base, *data, "do_train=false", "do_eval=true", f"output_dir={tmp_path / name}"]
-        )
+        cfg = load_config(None, [*base, *data, "do_eval=true", f"output_dir={tmp_path / name}"])
         run_recipe(cfg)
         return json.loads((tmp_path / name / "eval_results.json").read_text())["eval_loss"]
 
-    alone = eval_loss("alone", "eval_dataset=demo")  # no `dataset`: evaluation needs none
-    assert alone == eval_loss("with_train", "dataset=demo", "eval_dataset=demo")
+    alone = eval_loss("alone", "eval_dataset=demo", "do_train=false")  # no `dataset`: evaluation needs none
+    assert alone == eval_loss("with_train", "dataset=demo", "eval_dataset=demo", "do_train=false")
+    # do_train unset and only evaluation data (the peers' predict-only configs): evaluation only, as asked
+    assert alone == eval_loss("implied", "eval_dataset=demo")
+    assert not (tmp_path / "implied" / "config.json").exists()
 
 
 def test_full_bf16_eval_casts_the_weights_and_restores_them(trained):

@@ -46,6 +46,16 @@ class TunesmithConfig:
         """True when the user set canonical argument `name` (under any alias)."""
         return name in self.origins
 
+    def evaluation_only(self) -> bool:
+        """Evaluate / predict the loaded model instead of training it: `do_train: false` set, or (do_train unset)
+        do_eval / do_predict / predict_with_generate with evaluation data and no training dataset, as the peers'
+        predict-only configs are written (there is nothing to train on)."""
+        train, data = self.train, self.data
+        if self.is_set("do_train"):
+            return not train.do_train
+        asked = train.do_eval or train.do_predict or train.predict_with_generate
+        return bool(asked and data.eval_dataset and not data.dataset)
+
     def where(self, name: str) -> str:
         """How the user set `name`, e.g. `'lr' (config.yaml line 4)`, or `name` when left at its default."""
         return self.origins.get(name, name)

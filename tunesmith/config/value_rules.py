@@ -77,7 +77,7 @@ def _output_dir(cfg: TunesmithConfig) -> None:
     out = Path(value).expanduser().resolve()
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{where}: {value} is a file, not a folder")
-    if cfg.is_set("do_train") and not cfg.train.do_train:
+    if cfg.evaluation_only():
         return  # evaluation only: it writes its results files, no model
     for name, path in _read_paths(cfg):
         if path == out or out in path.parents:

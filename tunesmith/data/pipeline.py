@@ -115,9 +115,9 @@ class _Job:
             "train": resolve_datasets(data.dataset, data.dataset_dir, "dataset"),
             "eval": resolve_datasets(data.eval_dataset, data.dataset_dir, "eval_dataset"),
         }
-        # do_train false (evaluate / predict only) needs no training set: eval_dataset alone is enough
-        self.eval_only = _explicitly_off(cfg, "do_train") and not train.do_train
-        if not self.specs["train"] and not (self.eval_only and self.specs["eval"]):
+        # evaluating / predicting only (do_train false, or eval data alone) needs no training set
+        eval_only = getattr(cfg, "evaluation_only", lambda: False)()
+        if not self.specs["train"] and not (eval_only and self.specs["eval"]):
             raise ConfigError(
                 "dataset: no training dataset given (a dataset_info.json name, a file path or a hub id)"
             )

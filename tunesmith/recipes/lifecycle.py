@@ -70,8 +70,8 @@ def build_evaluator(
 
 
 def evaluation_only(cfg: TunesmithConfig) -> bool:
-    """`do_train: false` set explicitly: evaluate and/or predict the loaded model instead of training it."""
-    return cfg.is_set("do_train") and not cfg.train.do_train
+    """Evaluate and/or predict the loaded model instead of training it (see TunesmithConfig.evaluation_only)."""
+    return cfg.evaluation_only()
 
 
 def evaluate_only(

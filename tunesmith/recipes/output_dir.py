@@ -56,7 +56,7 @@ def plan_output_dir(cfg: Any) -> OutputPlan:
     """Check `output_dir` and decide resume / fresh start; changes nothing on disk."""
     args = cfg.train
     out = Path(args.output_dir)
-    if cfg.is_set("do_train") and not args.do_train:
+    if cfg.evaluation_only():
         return OutputPlan(out)  # evaluation only: writes its results files beside whatever is there
     plan = OutputPlan(out, resolve_resume(args))
     if plan.resume is not None:
