@@ -55,7 +55,7 @@ def cli_args(inv: Invocation, plan_only: bool) -> list[str]:
 
 def run_entry(entry: Entry, work: Path, plan_only: bool, timeout: float) -> Outcome:
     inv = invocation(entry)
-    root = work / entry.source / entry.path.stem
+    root = work / entry.source / entry.path.name  # a .cmd and a .yaml may share a stem
     prepare(entry, inv, root)
     args = cli_args(inv, plan_only)
     env = os.environ | BASE_ENV | inv.env
@@ -92,7 +92,7 @@ def plan_in_process(entry: Entry, work: Path) -> Outcome:
     from tunesmith import cli
 
     inv = invocation(entry)
-    root = work / entry.source / entry.path.stem
+    root = work / entry.source / entry.path.name  # a .cmd and a .yaml may share a stem
     prepare(entry, inv, root)
     if inv.command not in TRAINING and inv.command in cli.COMMANDS:
         return Outcome(entry.key, "skipped", message=f"`tunesmith {inv.command}` runs in a subprocess only")
