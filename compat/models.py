@@ -74,3 +74,16 @@ def model_for_id(model_id: str, root: Path) -> str | None:
     AutoModelForCausalLM.from_config(config).save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))
     return str(folder)
+
+
+def write_adapter(folder: Path) -> None:
+    """A tiny random LoRA adapter (all linear layers, rank 8) for builtin:tiny at `folder`: the adapter a merge,
+    chat or predict example reads from an earlier run."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(str(resolve_builtin("builtin:tiny"))))
+    config = LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", init_lora_weights=False)
+    get_peft_model(model, config).save_pretrained(str(folder))

@@ -26,7 +26,7 @@ A command line runs as the tunesmith command that stands for the peer's: `swift 
 LLaMA-Factory's `llamafactory-cli train FILE` -> `tunesmith train FILE` (`export` / `chat` for the merge and
 inference examples).
 
-Outcomes: **{ok}** (exit 0{ok_note}), **ran** (an `export` / `chat` example that exits 0), **refused** (non-zero exit with a one-line error; the key it names is
+Outcomes: **{ok}** (exit 0{ok_note}), **ran** (an `export` / `chat` example, or an evaluation-only config, that exits 0 with its output), **refused** (non-zero exit with a one-line error; the key it names is
 listed), **crash** (a traceback, a timeout, or an exit without a one-line error: each is a bug); **skipped**:
 `export` / `chat` examples, which only the subprocess mode runs.
 Measured {date}.

@@ -16,7 +16,7 @@ import yaml
 
 from compat import fixtures
 from compat.entries import CORPUS, Entry, Invocation
-from compat.models import model_for_id
+from compat.models import model_for_id, write_adapter
 from compat.tokenizer import tokenizer_for
 
 TINY = "builtin:tiny"
@@ -110,6 +110,16 @@ def prepare(entry: Entry, inv: Invocation, root: Path) -> RunFolder:
     return run
 
 
+def _adapters(run: RunFolder, config: dict[str, Any]) -> None:
+    """An `adapter_name_or_path` an earlier run would have saved (a relative path): a tiny random LoRA there."""
+    holders = [config, *(v for v in config.values() if isinstance(v, dict))]  # LF v1's peft_config
+    for holder in holders:
+        path = holder.get("adapter_name_or_path")
+        if isinstance(path, str) and not Path(path).is_absolute() and "," not in path:
+            write_adapter(run.root / path)
+            run.inv.notes.append(f"adapter_name_or_path: a tiny random LoRA adapter written at {path}")
+
+
 def _processes_for_degree(run: RunFolder) -> None:
     """A config asking for a parallel degree (fsdp/cp/tp/ep size) that the processes it names cannot hold runs with
     that many processes (capped at MAX_PROCS): its launcher would start them (torchrun over the node's devices)."""
@@ -189,6 +199,7 @@ def _rewrite_config(run: RunFolder, config: dict[str, Any], source: str) -> None
     _set_existing(config, MODEL_KEYS, TINY)
     if source == "mindspeed":
         _mindspeed_defaults(run, config)
+    _adapters(run, config)
     _set_existing(config, ("output_dir",), run.output_dir)
     _set_existing(config, ("export_dir",), str(run.root / "export"))
     _set_existing(config, CUTOFF_KEYS, CUTOFF)

@@ -53,6 +53,10 @@ def cli_args(inv: Invocation, plan_only: bool) -> list[str]:
     return [command, *config, *inv.flags.tokens(), *extra]
 
 
+# what an evaluation-only run (do_train false, or evaluation data alone) writes instead of a trained model
+EVALUATION_FILES = ("eval_results.json", "predict_results.json", "generated_predictions.jsonl")
+
+
 def run_entry(entry: Entry, work: Path, plan_only: bool, timeout: float) -> Outcome:
     inv = invocation(entry)
     root = work / entry.source / entry.path.name  # a .cmd and a .yaml may share a stem
@@ -77,7 +81,15 @@ def run_entry(entry: Entry, work: Path, plan_only: bool, timeout: float) -> Outc
     ok = "resolved" if plan_only else "trained" if inv.command in TRAINING else "ran"
     status, key, message = classify(rc, out, err, ok)
     if status == "trained" and not (root / "output" / "trainer_state.json").is_file():
-        status, message = "crash", "exit 0 but no output/trainer_state.json"
+        evaluated = [f for f in EVALUATION_FILES if (root / "output" / f).is_file()]
+        status, message = (
+            ("ran", f"evaluation only: {evaluated[0]}")
+            if evaluated
+            else (
+                "crash",
+                "exit 0 but no output/trainer_state.json",
+            )
+        )
     (root / "stdout.txt").write_text(out, encoding="utf-8")
     (root / "stderr.txt").write_text(err, encoding="utf-8")
     env_words = [f"{k}={v}" for k, v in inv.env.items()]
