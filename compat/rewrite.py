@@ -7,6 +7,7 @@ hub, more processes than the 2 CPU cores, several nodes) is neutralised, each wi
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 from pathlib import Path
@@ -52,6 +53,7 @@ PARALLEL_KEYS = (  # parallel degrees: capped at MAX_PROCS, and run with that ma
 SWIFT_DATA = ("dataset", "val_dataset")
 MAX_PROCS = 2
 MAX_SAMPLE = 1000  # rows a `#N` dataset sample may ask for
+MOE_NAME = re.compile(r"moe|-a\d+(\.\d+)?b\b|mixtral", re.IGNORECASE)  # Qwen3-30B-A3B, Mixtral-8x7B, ...-MoE
 MAX_ACCUMULATION = (
     4  # gradient_accumulation_steps of a 2-step run (32 x 8 x 2 rows per step ran past 10 minutes)
 )
@@ -130,21 +132,25 @@ def _processes_for_degree(run: RunFolder) -> None:
 
 
 def _model_of_id(run: RunFolder) -> None:
-    """MindSpeed's `model_id` names the architecture: the tiny stand-in is a random model of that type."""
+    """MindSpeed's `model_id` names the architecture: the tiny stand-in is a random model of that type (a tiny
+    Qwen3-MoE where the model named is a mixture of experts, e.g. Qwen3-30B-A3B, whose MoE options need one)."""
     inv, config = run.inv, run.inv.config
     holder = _find(config, "model_id") if config is not None else None
     model_id = (
-        (holder or {}).get("model_id") or inv.flags.value("model.model_id") or inv.flags.value("model_id")
+        (holder or {}).get("model_id")
+        or inv.flags.value("model.model_id")
+        or inv.flags.value("model_id")
+        or ("qwen3_moe" if MOE_NAME.search(inv.model_hint or "") else None)
     )
     folder = model_for_id(model_id, run.root) if model_id else None
     if folder is None:
         return
     if config is not None:
         _set_existing(config, ("model_name_or_path",), folder)
-    for key in ("model.model_name_or_path", "model_name_or_path"):
+    for key in ("model.model_name_or_path", "model_name_or_path", "model"):
         if inv.flags.get(key):
             inv.flags.set(key, folder)
-    inv.notes.append(f"model: a tiny random {model_id} model (model_id names the architecture)")
+    inv.notes.append(f"model: a tiny random {model_id} model (the architecture the config names)")
 
 
 def _template_tokens(run: RunFolder) -> None:
