@@ -29,9 +29,9 @@ SCRIPTS = {
     "cpo": ("train", "cpo"),
 }
 PREF_LOSS = {"orpo": "orpo"}  # TRL trainers that are a DPO-stage loss here
-TRL_STAGES = (
-    "cpo",
-)  # TRL trainers the TRL dialect converts (`--dialect trl --stage cpo`: stage dpo, pref_loss cpo*)
+# TRL trainers the TRL dialect reads (`--dialect trl --stage cpo`: stage dpo, pref_loss cpo*; bco / prm: refused
+# with the stage to use)
+TRL_STAGES = ("cpo", "bco", "prm")
 TRL_COMMANDS = {"sft": ("sft", None), "reward": ("train", "rm")}
 LF_COMMANDS = {"merge_lora": "export", "inference": "chat"}  # LF example folder -> llamafactory-cli command
 

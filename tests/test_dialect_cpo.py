@@ -134,3 +134,9 @@ def test_plan_refuses_the_sft_term_in_kto(capsys, option):
 
     assert main(["plan", "model=builtin:tiny", "stage=kto", option, "--no-data"]) == 2
     assert option.split("=")[0] in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("trainer", "instead"), [("bco", "stage kto"), ("prm", "stage rm")])
+def test_trl_trainers_not_here_are_refused_with_the_stage_to_use(trainer, instead):
+    with pytest.raises(ConfigError, match=f"'stage'.*TRL's {trainer.upper()} trainer.*{instead}"):
+        load_config(None, ["dialect=trl", f"stage={trainer}", *BASE])

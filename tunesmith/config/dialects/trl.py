@@ -25,9 +25,22 @@ from tunesmith.utils.errors import ConfigError
 SFT_LOSSES = ("nll", "dft")
 
 
+# TRL trainers that are not offline LM stages here: why, and what to use
+TRAINERS_NOT_HERE = {
+    "bco": "TRL's BCO trainer (binary classifier optimisation with a reward-shift estimate) is not implemented; "
+    "unpaired desirable / undesirable rows train with stage kto",
+    "prm": "TRL's PRM trainer (per-step token classification of reasoning traces) is not implemented; a "
+    "sequence-level reward model is stage rm",
+}
+
+
 def stage(value: Any, context: Mapping[str, Any]) -> dict[str, Any]:
-    """`stage: cpo` (TRL's CPOTrainer, no stage of its own here) is stage dpo with a CPO loss; others as written."""
-    return cpo.as_dpo(context) if str(value).strip().lower() == "cpo" else {"stage": value}
+    """`stage: cpo` (TRL's CPOTrainer, no stage of its own here) is stage dpo with a CPO loss; bco / prm are
+    refused with the stage to use; others as written."""
+    key = str(value).strip().lower()
+    if key in TRAINERS_NOT_HERE:
+        raise ConfigError(TRAINERS_NOT_HERE[key])
+    return cpo.as_dpo(context) if key == "cpo" else {"stage": value}
 
 
 def loss_type(value: Any, context: Mapping[str, Any]) -> dict[str, Any]:
