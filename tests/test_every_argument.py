@@ -18,6 +18,7 @@ CONFIG = "config"
 # ...except for these, which act by deriving other arguments that engines read (validate.py, hf_fsdp.py, ...).
 ACT_THROUGH_CONFIG = {
     "dataloader_num_workers": "sets batching_workers (validate._loader_workers)",
+    "do_train": "decides TunesmithConfig.evaluation_only, which data, recipes and output checks ask (config/loader.py)",
     "fsdp": "HF's FSDP options become dist_config fsdp2 (config/hf_fsdp.py)",
     "fsdp_config": "HF's FSDP config becomes dist_config fsdp2 parameters (config/hf_fsdp.py)",
     "global_batch_size": "derives gradient_accumulation_steps (validate.check_parallel_sizes)",

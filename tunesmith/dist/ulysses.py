@@ -102,6 +102,8 @@ def make_ulysses_attention(inner: str, group: dist.ProcessGroup):
         rank = dist.get_rank(group)
         local = _LocalHeads(module, groups, slice(rank * per_rank, (rank + 1) * per_rank))
         window = kwargs.get("sliding_window")
+        if not window or window >= query.shape[2]:  # no window, or one as long as the gathered sequence
+            window = None
         # eager attention is causal only through its mask; sdpa is causal without one, but not windowed
         mask = _gathered_mask(query, window) if inner == "eager" or window else None
         out, weights = _inner_attention(module, inner)(local, query, key, value, mask, **kwargs)

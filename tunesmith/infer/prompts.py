@@ -31,7 +31,9 @@ class PromptBuilder:
                     f"message {i}: roles must alternate user, assistant, user, ... after the system one"
                 )
         # as LLaMA-Factory's chat (encode_oneturn): earlier answers of a reasoning template lose their thoughts
-        rendered = self.renderer.turns([*turns, {"role": ASSISTANT, "content": ""}], system, "", one_turn=True)
+        rendered = self.renderer.turns(
+            [*turns, {"role": ASSISTANT, "content": ""}], system, "", one_turn=True
+        )
         pieces = [p for prompt, answer in rendered[:-1] for p in (*prompt, *answer)] + list(rendered[-1][0])
         return encode_pieces(self.tokenizer, [pieces])[0]
 
