@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from helpers import tiny_tokenizer  # noqa: E402
+from template_cases import MULTI, SINGLE  # noqa: E402
 
 from tunesmith.data.template_slots import Token  # noqa: E402
 from tunesmith.data.templates import BUILTIN_TEMPLATES, TEMPLATE_ALIASES, get_template  # noqa: E402
@@ -55,15 +56,6 @@ TOOLS = [
     }
 ]
 CALL = json.dumps({"name": "add", "arguments": {"a": 1, "b": 2}})
-SINGLE = [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello!"}]
-MULTI = [
-    {"role": "user", "content": "Capital of France?"},
-    {"role": "assistant", "content": "Paris."},
-    {"role": "user", "content": "And of Spain?"},
-    {"role": "assistant", "content": "Madrid, of course."},
-    {"role": "user", "content": "Italy?"},
-    {"role": "assistant", "content": "Rome."},
-]
 TOOL_TURNS = [
     {"role": "user", "content": "What is 1+2?"},
     {"role": "function", "content": CALL},

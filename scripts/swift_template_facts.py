@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests")]
 
 from helpers import tiny_tokenizer  # noqa: E402
+from template_cases import MULTI, SINGLE  # noqa: E402
 from tokenizers import processors  # noqa: E402
 
 FACTS = ROOT / "tests" / "facts" / "swift_templates.json"
@@ -68,15 +69,6 @@ MODEL_EOS = ("</s>", "<｜end▁of▁sentence｜>")
 # <s>, in every case.
 TOKENIZER_BOS = {"internlm2": "<s>"}
 TINY_BOS = "<|tiny_bos|>"  # the tiny tokenizer has none: one is added so BOS slots show
-SINGLE = [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello!"}]
-MULTI = [
-    {"role": "user", "content": "Capital of France?"},
-    {"role": "assistant", "content": "Paris."},
-    {"role": "user", "content": "And of Spain?"},
-    {"role": "assistant", "content": "Madrid, of course."},
-    {"role": "user", "content": "Italy?"},
-    {"role": "assistant", "content": "Rome."},
-]
 THOUGHTS = [
     {"role": "user", "content": "Q1"},
     {"role": "assistant", "content": "<think>\nhmm\n</think>\n\nA1"},
