@@ -150,6 +150,12 @@ def test_target_parameters_on_moe_experts(tmp_path):
     assert _reload_error(model, tok, tmp_path / "final", data[0]) < 1e-4
 
 
+def test_all_linear_on_fused_experts_with_dropout_says_what_to_set(tmp_path):
+    moe = save_tiny_model(tmp_path / "moe", "qwen3_moe")
+    with pytest.raises(ConfigError, match="lora_dropout: 0.05: .*fused MoE expert weights.*lora_dropout: 0"):
+        setup(moe, tmp_path, "finetuning_type=lora", "target_modules=all-linear", "lora_dropout=0.05")
+
+
 def test_adalora_prunes_ranks_adds_orth_penalty_and_reloads(tmp_path, tiny):
     cfg, tok, model = setup(
         tiny,

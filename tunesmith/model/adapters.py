@@ -124,6 +124,12 @@ def _apply_lora(model: PreTrainedModel, margs: Any, quantized: bool, seed: int, 
             torch.manual_seed(seed)
             peft_model = get_peft_model(model, config)
     except ValueError as err:
+        if "ParamWrapper" in str(err) and "lora_dropout" in str(err):
+            raise ConfigError(
+                f"lora_dropout: {margs.lora_dropout}: the targets include fused MoE expert weights (all-linear "
+                "does on this model), which peft's LoRA trains only without dropout; set lora_dropout: 0, or name "
+                "target_modules without the experts"
+            ) from err
         raise ConfigError(f"target_modules: {err}".splitlines()[0]) from err
     cast_adapter(peft_model, methods.lora_dtype)
     return peft_model
