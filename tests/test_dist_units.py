@@ -265,5 +265,6 @@ def test_deepspeed_fp32_refuses_trainable_weights_of_two_dtypes() -> None:
     ):
         _check_one_dtype(model, {"zero_optimization": {"stage": 2}})
     _check_one_dtype(model, {"bf16": {"enabled": True}})  # mixed precision: DeepSpeed casts them alike
+    _check_one_dtype(model, {"bfloat16": {"enabled": True}})  # DeepSpeed's other spelling
     model.lm_head.float()
     _check_one_dtype(model, {})  # one dtype: nothing to refuse

@@ -183,7 +183,9 @@ def _check_one_dtype(model: nn.Module, ds: dict[str, Any]) -> None:
     """Without bf16/fp16, DeepSpeed flattens the trainable weights into one float32 buffer: a trainable module
     left in bfloat16/float16 (e.g. a LoRA run's modules_to_save copy under torch_dtype bfloat16, beside float32
     adapters) would then get float32 weights and bfloat16 inputs. Refused with what to set instead."""
-    if (ds.get("bf16") or {}).get("enabled") or (ds.get("fp16") or {}).get("enabled"):
+    if any(
+        (ds.get(key) or {}).get("enabled") for key in ("bf16", "bfloat16", "fp16")
+    ):  # DeepSpeed reads all three
         return
     low = [(n, p.dtype) for n, p in model.named_parameters() if p.requires_grad and p.dtype != torch.float32]
     if low and len(low) < sum(p.requires_grad for p in model.parameters()):
