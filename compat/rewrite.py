@@ -19,6 +19,7 @@ from compat import fixtures
 from compat.entries import CORPUS, Entry, Invocation
 from compat.models import model_for_id, write_adapter
 from compat.tokenizer import tokenizer_for
+from tunesmith.config.dialects.swift_templates import SWIFT_TEMPLATES
 
 TINY = "builtin:tiny"
 MAX_STEPS = 2
@@ -162,6 +163,8 @@ def _template_tokens(run: RunFolder) -> None:
     )
     if not isinstance(template, str) or not template:
         return
+    if inv.style == "swift":  # ms-swift's template names are its own layouts (the dialect maps them)
+        template = SWIFT_TEMPLATES.get(template, template)
     made = tokenizer_for(template, run.root)
     if made is None:
         return

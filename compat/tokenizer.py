@@ -26,6 +26,8 @@ def template_tokens(name: str) -> set[str]:
         template.observation_slots,
         template.function_slots,
         template.prefix,
+        template.separator,
+        template.closing,
     )
     needed = {s.name for group in slots for s in group if isinstance(s, Token)} - {"bos_token", "eos_token"}
     if template.replace_eos:
