@@ -58,7 +58,7 @@ def test_three_representative_configs_train_two_steps(tmp_path):
         elif outcome.status != "trained":
             problems.append(f"{outcome.command}: {outcome.status} {outcome.message}")
         else:
-            folder = tmp_path / by_key[name].source / by_key[name].path.stem
+            folder = tmp_path / by_key[name].source / by_key[name].path.name
             state = json.loads((folder / "output" / "trainer_state.json").read_text())
             assert state["global_step"] == 2, name
     assert not problems, "\n".join(problems)
